@@ -1,0 +1,89 @@
+"""Depth in REP 118 units -> metres, and depth -> the colour image SAM sees.
+
+``render_seed`` is the seed's rule (seed_pipeline.md §1.1), bit-exact: inverse depth in 1/mm
+with invalid pixels 0, whole-frame min-max, matplotlib colormap LUT, x255, truncating cast.
+``render_fixed`` maps inverse depth over a fixed metric range instead, so colours do not shift
+every frame with the nearest surface (the seed's weakness §8.4.3); invalid stays black.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+def to_metres(depth: np.ndarray, scale: float) -> np.ndarray:
+    """float32 metres with NaN for invalid: uint16 0 (REP 118), and NaN/inf/<=0 in 32FC1 (REP 117)."""
+    if depth.dtype == np.uint16:
+        m = depth.astype(np.float32) * np.float32(scale)
+        m[depth == 0] = np.nan
+        return m
+    m = np.array(depth, dtype=np.float32, copy=True)
+    m[~(np.isfinite(m) & (m > 0))] = np.nan
+    return m
+
+
+def valid_mask(depth: np.ndarray) -> np.ndarray:
+    if depth.dtype == np.uint16:
+        return depth != 0
+    return np.isfinite(depth) & (depth > 0)
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """(N, 3) uint8: the colormap's entries x255, truncated, exactly as uint8(cmap(x) * 255)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name]
+    rgba = cmap(np.arange(cmap.N))  # index input -> the LUT rows themselves
+    lut = (rgba * 255).astype(np.uint8)[:, :3]
+    lut.setflags(write=False)
+    return lut
+
+
+def apply_colormap(n: np.ndarray, name: str) -> np.ndarray:
+    """What ``uint8(cmap(n) * 255)[..., :3]`` gives for n in [0, 1], via one LUT gather."""
+    lut = colormap_lut(name)
+    idx = (n * lut.shape[0]).astype(np.intp)  # matplotlib: floor(x * N), x == 1 -> N - 1
+    np.clip(idx, 0, lut.shape[0] - 1, out=idx)
+    return lut[idx]
+
+
+def seed_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
+    """The seed's n in [0, 1]: min-max of 1/(D_mm + 1e-6) over the frame, invalid pixels = 0.
+
+    Works in float64 as the original (numpy default). 32FC1 metres go through the same rule after
+    conversion to mm, so a frame gives the same image whichever REP 118 encoding carries it.
+    """
+    valid = valid_mask(depth)
+    mm = depth.astype(np.float64)
+    mm *= scale * 1000.0 if depth.dtype == np.uint16 else 1000.0
+    inv = np.zeros(depth.shape, dtype=np.float64)
+    np.divide(1.0, mm + 1e-6, out=inv, where=valid)
+    lo, hi = inv.min(), inv.max()
+    if hi <= lo:  # all invalid, or a single depth everywhere
+        return np.zeros_like(inv)
+    inv -= lo
+    inv /= hi - lo
+    return inv
+
+
+def fixed_normalized(depth_m: np.ndarray, min_m: float, max_m: float) -> np.ndarray:
+    """Inverse depth scaled so max_m -> 0 and min_m -> 1 (clipped); invalid (NaN) -> 0."""
+    inv_lo, inv_hi = 1.0 / max_m, 1.0 / min_m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = (1.0 / depth_m - inv_lo) / (inv_hi - inv_lo)
+    n = np.nan_to_num(n, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(n, 0.0, 1.0, out=n)
+
+
+def render(depth: np.ndarray, depth_m: np.ndarray, normalization: str, colormap: str,
+           scale: float, min_m: float, max_m: float) -> np.ndarray:
+    """H x W x 3 uint8 RGB depth image (what SAM sees in ``sam.input: depth``)."""
+    if normalization == "seed":
+        n = seed_normalized(depth, scale)
+    elif normalization == "fixed":
+        n = fixed_normalized(depth_m, min_m, max_m)
+    else:
+        raise ValueError(f"unknown depth normalization '{normalization}'")
+    return apply_colormap(n, colormap)

@@ -1,0 +1,70 @@
+"""SAM masks -> one instance image, and the per-instance records of ~/segments.
+
+Overlaps follow the seed (seed_pipeline.md §4.2): a pixel belongs to the smallest-area mask that
+contains it. Ids 1..N are given by mask area, largest first (ties keep the generator's order);
+masks left with no visible pixel are dropped, so ids stay contiguous and every segment's area
+is its pixel count in the instance image.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from . import cloud
+from .frame import Segment
+
+
+def masks_to_instances(masks: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint16 instance image and, per id 1..N, the index of its mask in ``masks``.
+
+    ``masks`` is (M, H, W) bool. The returned order has N <= M entries: ``order[i]`` is the
+    mask shown as id i + 1.
+    """
+    m = masks.shape[0]
+    if m == 0:
+        return np.zeros(masks.shape[1:], np.uint16), np.zeros(0, np.int64)
+    if m > 65535:
+        raise ValueError("more than 65535 masks do not fit a 16-bit instance image")
+    order = np.lexsort((np.arange(m), -np.asarray(areas)))  # area descending, stable
+    stacked = masks[order]
+    # the last covering mask in area-descending order is the smallest one
+    last = m - 1 - np.argmax(stacked[::-1], axis=0)
+    covered = stacked.any(axis=0)
+    rank = np.where(covered, last + 1, 0)
+    visible = np.bincount(rank.ravel(), minlength=m + 1)[1:] > 0
+    remap = np.zeros(m + 1, np.uint16)
+    remap[1:][visible] = np.arange(1, int(visible.sum()) + 1, dtype=np.uint16)
+    return remap[rank], order[visible]
+
+
+def bboxes(instances: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) int (x, y, width, height) tight boxes of ids 1..n (zeros for an absent id)."""
+    out = np.zeros((n, 4), np.int64)
+    for i, sl in enumerate(ndimage.find_objects(instances, max_label=n)):
+        if sl is not None:
+            out[i] = (sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start)
+    return out
+
+
+def segments_from_instances(instances: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                            class_scores: np.ndarray, class_names: list[str],
+                            points: np.ndarray | None) -> list[Segment]:
+    """One Segment per id 1..N, consistent with the instance image and the cloud by construction."""
+    n = len(scores)
+    if n == 0:
+        return []
+    areas = np.bincount(instances.ravel(), minlength=n + 1)[1:]
+    boxes = bboxes(instances, n)
+    if points is not None:
+        cents, counts = cloud.centroids(points, instances, n)
+    else:
+        cents, counts = np.full((n, 3), np.nan), np.zeros(n, np.int64)
+    segs = []
+    for i in range(n):
+        cid = int(classes[i]) if len(classes) else 0
+        segs.append(Segment(
+            id=i + 1, area=int(areas[i]), bbox=tuple(int(v) for v in boxes[i]), score=float(scores[i]),
+            class_id=cid, class_name=class_names[cid - 1] if cid > 0 else "",
+            class_score=float(class_scores[i]) if len(class_scores) else 0.0,
+            centroid=tuple(float(v) for v in cents[i]), valid_points=int(counts[i])))
+    return segs

@@ -1,0 +1,383 @@
+"""The rclpy node: messages in, pipeline on a worker thread, messages out.
+
+Callbacks only pair stamps and hand the newest pair to the worker (a one-slot hand-over, so a
+slow model drops old frames instead of queueing them). The worker decodes, runs the pipeline
+and passes results to a publisher thread, so serialization overlaps the next inference. Bad
+input is logged once per kind and period and skipped; the node keeps running.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Transform
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from . import config as config_mod, image_codec, messages, models, vocabulary
+from .cloud import Intrinsics
+from .config import ConfigError, NodeConfig
+from .frame import Frame, InputError
+from .pipeline import Pipeline
+from .registration import quat_to_matrix
+from .stats import NodeStats, Throttle
+from .sync import LatestSlot, PairSync, StampedLatest
+
+_PARAM_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+                str: Parameter.Type.STRING}
+_LIST_TYPES = {"classes": Parameter.Type.STRING_ARRAY, "registration.depth_to_color": Parameter.Type.DOUBLE_ARRAY}
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+@dataclass
+class Job:
+    stamp_ns: int
+    color: Image
+    depth: Image
+
+
+class SamOvsegNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sam_ovseg", **kwargs)
+        self.stats = NodeStats()
+        self._throttle = Throttle(5.0)
+        self._cfg_lock = threading.Lock()
+        self._cfg = self._declare_parameters()
+        cfg = self._cfg
+        self.get_logger().info(f"profile={cfg.profile} device={cfg.device} sam.input={cfg.sam.input} "
+                               f"fusion.mode={cfg.fusion.mode} qos.reliability={cfg.qos.reliability} "
+                               f"sync.slop={cfg.sync.slop}s, {len(cfg.classes)} classes")
+        self.models = models.build(cfg, log=self.get_logger().info)
+        self.pipeline = Pipeline(self.models)
+
+        self._sync: PairSync[Image] = PairSync(int(round(cfg.sync.slop * 1e9)), cfg.sync.queue_size,
+                                               on_reset=self._on_time_reset)
+        self._color_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
+        self._depth_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
+        self._extrinsic_msg: Transform | None = None
+        self._jobs: LatestSlot[Job] = LatestSlot()
+        self._results: LatestSlot[tuple] = LatestSlot()
+
+        qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos.depth, reliability=self._reliability(cfg))
+        qos_out = qos_in
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(Image, "color/image", self._on_color, qos_in)
+        self.create_subscription(Image, "depth/image", self._on_depth, qos_in)
+        self.create_subscription(CameraInfo, "color/camera_info", self._on_color_info, qos_in)
+        self.create_subscription(CameraInfo, "depth/camera_info", self._on_depth_info, qos_in)
+        self.create_subscription(Transform, "depth_to_color", self._on_extrinsic, qos_in)
+
+        self.pub_depth = self.create_publisher(Image, "~/depth_colormap", qos_out)
+        self.pub_instances = self.create_publisher(Image, "~/instances", qos_out)
+        self.pub_semantic = self.create_publisher(Image, "~/semantic", qos_out)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", qos_out)
+        self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
+        from .msg import SegmentArray, Vocabulary
+
+        self.pub_segments = self.create_publisher(SegmentArray, "~/segments", qos_out)
+        self.pub_vocab = self.create_publisher(Vocabulary, "~/vocabulary", latched)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", qos_out)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publish_vocabulary(cfg.classes)
+
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        if cfg.diagnostics.period > 0:
+            self.create_timer(cfg.diagnostics.period, self._report)
+
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="sam_ovseg_worker", daemon=True)
+        self._publisher = threading.Thread(target=self._publish_loop, name="sam_ovseg_publisher", daemon=True)
+        self._worker.start()
+        self._publisher.start()
+        self.get_logger().info("ready: waiting for color/image, depth/image and color/camera_info")
+
+    # ---------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> NodeConfig:
+        cfg = NodeConfig()
+        for name, default in config_mod.iter_leaves(cfg):
+            desc = ParameterDescriptor(description=f"see sam_ovseg_ros/config.py ({name})",
+                                       read_only=name in config_mod.STARTUP_ONLY)
+            if isinstance(default, list):
+                ptype = _LIST_TYPES[name]
+                value = default if default else ptype  # an empty list has no type of its own
+                param = self.declare_parameter(name, value, desc)
+            else:
+                param = self.declare_parameter(name, default, desc)
+            value = param.value
+            if value is None:
+                continue
+            try:
+                config_mod.set_leaf(cfg, name, value)
+            except ConfigError as exc:
+                raise ConfigError(f"parameter {exc}") from None
+        try:
+            self._apply_vocabulary_file(cfg)
+            config_mod.validate(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid parameters: {exc}") from None
+        return cfg
+
+    @staticmethod
+    def _apply_vocabulary_file(cfg: NodeConfig) -> None:
+        if cfg.vocabulary_file:
+            try:
+                cfg.classes = vocabulary.load(cfg.vocabulary_file)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"vocabulary_file: {exc}") from None
+
+    def _candidate(self, params: list[Parameter]) -> NodeConfig:
+        with self._cfg_lock:
+            cfg = copy.deepcopy(self._cfg)
+        for p in params:
+            if p.name in config_mod.STARTUP_ONLY:
+                raise ConfigError(f"{p.name} only takes effect at start-up; restart the node to change it")
+            if p.name in ("use_sim_time",) or not _is_config_param(p.name):
+                continue
+            config_mod.set_leaf(cfg, p.name, p.value if p.value is not None else [])
+            if p.name == "vocabulary_file":
+                self._apply_vocabulary_file(cfg)
+        config_mod.validate(cfg)
+        return cfg
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        try:
+            self._candidate(params)
+        except ConfigError as exc:
+            self.get_logger().warn(f"rejected parameter change: {exc}")
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: list[Parameter]) -> None:
+        cfg = self._candidate(params)
+        with self._cfg_lock:
+            old = self._cfg
+            self._cfg = cfg
+        if cfg.classes != old.classes:
+            self.get_logger().info(f"vocabulary changed: {len(cfg.classes)} classes; applies from the next frame")
+            self._publish_vocabulary(cfg.classes)
+        if cfg.sync.slop != old.sync.slop:
+            self._sync.slop_ns = int(round(cfg.sync.slop * 1e9))
+
+    def config(self) -> NodeConfig:
+        with self._cfg_lock:
+            return self._cfg
+
+    @staticmethod
+    def _reliability(cfg: NodeConfig) -> ReliabilityPolicy:
+        return ReliabilityPolicy.RELIABLE if cfg.qos.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+
+    def _publish_vocabulary(self, names: list[str]) -> None:
+        header = messages.Header(stamp=self.get_clock().now().to_msg())
+        self.pub_vocab.publish(messages.vocabulary(names, header))
+
+    # ---------------------------------------------------------------- inputs
+    def _on_color(self, msg: Image) -> None:
+        self._offer(self._sync.add_color(stamp_ns(msg.header), msg))
+
+    def _on_depth(self, msg: Image) -> None:
+        self._offer(self._sync.add_depth(stamp_ns(msg.header), msg))
+
+    def _offer(self, pair) -> None:
+        if pair is None:
+            return
+        self.stats.count("pairs")
+        stamp, color, depth = pair
+        if self._jobs.put(Job(stamp, color, depth)):
+            self.stats.count("dropped")
+
+    def _on_color_info(self, msg: CameraInfo) -> None:
+        self._color_info.add(stamp_ns(msg.header), msg)
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        self._depth_info.add(stamp_ns(msg.header), msg)
+
+    def _on_extrinsic(self, msg: Transform) -> None:
+        self._extrinsic_msg = msg
+
+    def _on_time_reset(self, from_ns: int, to_ns: int) -> None:
+        self.get_logger().warn(f"input stamps jumped back from {from_ns / 1e9:.3f} s to {to_ns / 1e9:.3f} s "
+                               "(bag loop or clock reset): sync buffers reset, processing continues")
+        self.stats.count("time_resets")
+
+    # ---------------------------------------------------------------- worker
+    def _warn(self, kind: str, message: str) -> None:
+        self.stats.bad_input(kind)
+        if self._throttle.ok(kind):
+            self.get_logger().warn(f"skipping frame [{kind}]: {message} (repeats of this are throttled to one per 5 s)")
+
+    def _decode(self, job: Job, cfg: NodeConfig) -> Frame:
+        try:
+            color = image_codec.decode_color(image_codec.RawImage.from_msg(job.color), cfg.max_image_pixels)
+        except image_codec.ImageDecodeError as exc:
+            raise InputError("color_image", f"color/image: {exc}") from None
+        try:
+            depth = image_codec.decode_depth(image_codec.RawImage.from_msg(job.depth), cfg.max_image_pixels)
+        except image_codec.ImageDecodeError as exc:
+            raise InputError("depth_image", f"depth/image: {exc}") from None
+        slop = int(round(cfg.sync.slop * 1e9))
+        info, _ = self._color_info.pick(job.stamp_ns, slop)
+        if info is None:
+            raise InputError("camera_info_missing", "no message on color/camera_info yet")
+        k = Intrinsics.from_k(info.k, info.width, info.height)
+        frame = Frame(color=color, depth=depth, k=k, stamp_ns=job.stamp_ns)
+        self._set_registration(frame, cfg, slop)
+        return frame
+
+    def _set_registration(self, frame: Frame, cfg: NodeConfig, slop: int) -> None:
+        mode = cfg.registration.mode
+        if mode == "off":
+            return
+        dinfo, _ = self._depth_info.pick(frame.stamp_ns, slop)
+        if dinfo is None:
+            if mode == "on":
+                raise InputError("camera_info_missing", "registration.mode is 'on' but no depth/camera_info received")
+            return
+        dk = Intrinsics.from_k(dinfo.k, dinfo.width, dinfo.height)
+        if mode == "auto" and dk == frame.k:
+            return  # already aligned
+        frame.depth_k = dk
+        frame.depth_to_color = self._extrinsic(cfg)
+
+    def _extrinsic(self, cfg: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
+        vals = cfg.registration.depth_to_color
+        if len(vals) == 7:
+            tx, ty, tz, qx, qy, qz, qw = vals
+        elif self._extrinsic_msg is not None:
+            t, q = self._extrinsic_msg.translation, self._extrinsic_msg.rotation
+            tx, ty, tz, qx, qy, qz, qw = t.x, t.y, t.z, q.x, q.y, q.z, q.w
+        else:
+            if self._throttle.ok("identity_extrinsic"):
+                self.get_logger().warn("registering depth to color with an identity extrinsic: set "
+                                       "registration.depth_to_color or publish depth_to_color")
+            return np.eye(3), np.zeros(3)
+        try:
+            return quat_to_matrix(qx, qy, qz, qw), np.array([tx, ty, tz], dtype=np.float64)
+        except ValueError as exc:
+            raise InputError("extrinsic", str(exc)) from None
+
+    def _work(self) -> None:
+        while self._running:
+            job = self._jobs.get(timeout=0.2)
+            if job is None:
+                continue
+            cfg = self.config()
+            t0 = time.perf_counter()
+            try:
+                frame = self._decode(job, cfg)
+                decode_s = time.perf_counter() - t0
+                result = self.pipeline.process(frame, cfg)
+            except InputError as exc:
+                self._warn(exc.kind, str(exc))
+                continue
+            except models.FrameFailure as exc:  # e.g. CUDA out of memory on this frame
+                self._warn(exc.kind, str(exc))
+                continue
+            except Exception as exc:  # keep the node alive; the trace goes to the log once per period
+                if self._throttle.ok("internal"):
+                    self.get_logger().error(f"frame failed: {exc}\n{traceback.format_exc()}")
+                self.stats.bad_input("internal")
+                continue
+            result.timings = {"decode": decode_s, **result.timings}
+            self.stats.count("processed")
+            if self._results.put((job, result, cfg)):
+                self.stats.count("publish_dropped")
+
+    def _publish_loop(self) -> None:
+        while self._running:
+            item = self._results.get(timeout=0.2)
+            if item is None:
+                continue
+            job, result, cfg = item
+            t0 = time.perf_counter()
+            try:
+                self._publish(job.color.header, result, cfg)
+            except Exception as exc:  # a context shut down mid-publish, or a message build bug
+                if self._running and self._throttle.ok("publish"):
+                    self.get_logger().error(f"publishing failed: {exc}\n{traceback.format_exc()}")
+                continue
+            result.timings["publish"] = time.perf_counter() - t0
+            self.stats.add_timings(result.timings)
+            now = self.get_clock().now().nanoseconds
+            self.stats.add_age((now - job.stamp_ns) / 1e9)
+
+    def _publish(self, header, r, cfg: NodeConfig) -> None:
+        self.pub_depth.publish(messages.image(r.depth_colormap, "rgb8", header))
+        self.pub_instances.publish(messages.image(r.instances, "16UC1", header))
+        self.pub_semantic.publish(messages.image(r.semantic, "16UC1", header))
+        self.pub_overlay.publish(messages.image(r.overlay, "rgb8", header))
+        if r.points is not None:
+            self.pub_points.publish(messages.point_cloud(r.points, header))
+        self.pub_segments.publish(messages.segment_array(r.segments, header))
+        self.pub_markers.publish(messages.markers(r.segments, header, cfg.markers.lifetime,
+                                                  cfg.markers.text_size, self.get_name()))
+
+    # ---------------------------------------------------------------- diagnostics
+    def _report(self) -> None:
+        snap = self.stats.snapshot()
+        snap["counts"]["dropped"] = self._jobs.dropped
+        self.get_logger().info("status: " + NodeStats.format(snap))
+        values = [KeyValue(key=f"count.{k}", value=str(v)) for k, v in sorted(snap["counts"].items())]
+        values += [KeyValue(key=f"bad_input.{k}", value=str(v)) for k, v in sorted(snap["bad_input"].items())]
+        values += [KeyValue(key=f"median_ms.{k}", value=f"{v:.2f}") for k, v in snap["stage_median_ms"].items()]
+        if snap["output_age_median_ms"] is not None:
+            values.append(KeyValue(key="output_age_median_ms", value=f"{snap['output_age_median_ms']:.1f}"))
+        level = DiagnosticStatus.WARN if snap["bad_input"] else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", hardware_id="sam_ovseg_ros",
+                                  message=NodeStats.format(snap)[:200], values=values)
+        self.pub_diag.publish(DiagnosticArray(header=messages.Header(stamp=self.get_clock().now().to_msg()),
+                                              status=[status]))
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._jobs.close()
+        self._results.close()
+        self._worker.join(timeout=10)
+        self._publisher.join(timeout=5)
+
+
+def _is_config_param(name: str) -> bool:
+    try:
+        config_mod.get_leaf(NodeConfig(), name)
+        return True
+    except AttributeError:
+        return False
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SamOvsegNode()
+    except (ConfigError, models.WeightsError) as exc:
+        rclpy.logging.get_logger("sam_ovseg").fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""One frame through every stage: depth -> colormap -> SAM -> OVSeg -> fusion -> cloud -> overlay.
+
+ROS-free: numpy in, :class:`FrameResult` out, with the time of every stage. Models are built
+once by :func:`models.build` and handed in; the pipeline itself holds only caches (rays).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import cloud, depth as depth_mod, overlay as overlay_mod, registration
+from .config import NodeConfig
+from .frame import Frame, FrameResult, InputError, Segment
+from .instances import masks_to_instances, segments_from_instances
+
+
+class StageTimer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
+
+
+class Pipeline:
+    """Runs frames with the models it was given (``models`` may be None: depth and cloud only)."""
+
+    def __init__(self, models=None) -> None:
+        self.models = models
+        self._bp = cloud.Backprojector()
+
+    def check(self, frame: Frame, cfg: NodeConfig) -> None:
+        """Raise InputError for a frame no stage can use."""
+        h, w = frame.color.shape[:2]
+        problem = frame.k.problem()
+        if problem:
+            raise InputError("camera_info", problem)
+        if (frame.k.width, frame.k.height) != (w, h):
+            raise InputError("camera_info", f"camera_info is {frame.k.width}x{frame.k.height} "
+                                            f"but the color image is {w}x{h}")
+        dh, dw = frame.depth.shape
+        if frame.depth_k is None and (dh, dw) != (h, w):
+            raise InputError("size_mismatch", f"depth {dw}x{dh} and color {w}x{h} differ and depth is not "
+                                              "registered: enable align_depth on the camera, or publish "
+                                              "depth/camera_info (and the depth->color extrinsic) to register it")
+        if frame.depth_k is not None:
+            problem = frame.depth_k.problem()
+            if problem:
+                raise InputError("camera_info", "depth/" + problem)
+            if (frame.depth_k.width, frame.depth_k.height) != (dw, dh):
+                raise InputError("camera_info", f"depth/camera_info is {frame.depth_k.width}x{frame.depth_k.height} "
+                                                f"but the depth image is {dw}x{dh}")
+
+    def depth_metres(self, frame: Frame, cfg: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(raw depth at the color size, float32 metres with NaN) after registration if needed."""
+        depth_m = depth_mod.to_metres(frame.depth, cfg.depth.scale)
+        if frame.depth_k is None:
+            return frame.depth, depth_m
+        rot, trans = frame.depth_to_color if frame.depth_to_color is not None else (np.eye(3), np.zeros(3))
+        reg = registration.register(depth_m, frame.depth_k, frame.k, rot, trans)
+        return reg, reg
+
+    def process(self, frame: Frame, cfg: NodeConfig) -> FrameResult:
+        timer = StageTimer()
+        self.check(frame, cfg)
+        with timer("depth"):
+            raw, depth_m = self.depth_metres(frame, cfg)
+            if not np.isfinite(depth_m).any():
+                raise InputError("depth_invalid", "depth has no valid pixel (all 0/NaN/inf/negative)")
+            dc = cfg.depth
+            colormap = depth_mod.render(raw, depth_m, dc.normalization, dc.colormap, dc.scale, dc.min_m, dc.max_m)
+
+        h, w = frame.color.shape[:2]
+        class_names = list(cfg.classes)
+        instances = np.zeros((h, w), np.uint16)
+        semantic = np.zeros((h, w), np.uint16)
+        scores = np.zeros(0, np.float32)
+        inst_classes = np.zeros(0, np.int64)
+        inst_class_scores = np.zeros(0, np.float32)
+        if self.models is not None:
+            with timer("sam"):
+                sam_image = colormap if cfg.sam.input == "depth" else np.ascontiguousarray(frame.color)
+                masks = self.models.sam.generate(sam_image, cfg.sam)
+            with timer("instances"):
+                instances, order = masks_to_instances(masks.masks, masks.areas)
+                scores = masks.scores[order]
+            sem = self.models.semantics(frame.color, instances, len(order), class_names, cfg, timer)
+            instances, semantic, inst_classes, inst_class_scores = (
+                sem.instances, sem.semantic, sem.instance_classes, sem.instance_scores)
+
+        points = None
+        with timer("cloud"):
+            if cfg.cloud.enabled:
+                points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
+        with timer("segments"):
+            segments = segments_from_instances(instances, scores, inst_classes, inst_class_scores,
+                                               class_names, points)
+            if points is not None and not cfg.cloud.organized:
+                points = cloud.dense_points(points)
+        with timer("overlay"):
+            overlay = overlay_mod.draw(frame.color, instances, segments)
+        if cfg.debug.delay_s > 0:
+            with timer("debug_delay"):
+                time.sleep(cfg.debug.delay_s)
+        return FrameResult(colormap, instances, semantic, overlay, points, segments, class_names, timer.times)
+
+
+__all__ = ["Pipeline", "StageTimer", "Segment"]

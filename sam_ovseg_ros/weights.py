@@ -1,0 +1,108 @@
+"""Where the real checkpoints come from, and checking that a file on disk is the one expected.
+
+A missing or wrong file fails start-up with a message naming the file, its source and its
+checksum. Hashing a multi-GB file takes seconds, so a verified (path, size, mtime) is
+remembered in ``<weights_dir>/.verified.json`` and not hashed again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, corrupt or not the expected file; the message says where to get it."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    filename: str
+    url: str
+    md5: str  # full digest, or a prefix when only that is published
+    note: str = ""
+
+
+KNOWN: dict[str, WeightSpec] = {s.filename: s for s in (
+    WeightSpec("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+               "4b8939a88964f0f4ff5f5b2642c598a6", "SAM ViT-H, 2.4 GB"),
+    WeightSpec("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+               "0b3195507c641ddb6910d2bb5adee89c", "SAM ViT-L, 1.2 GB"),
+    WeightSpec("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+               "01ec64d29a2fca3f0661936605ae66f8", "SAM ViT-B, 358 MB"),
+    WeightSpec("ovseg_swinbase_vitL14_ft_mpt.pth",
+               "https://drive.google.com/file/d/1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy",
+               "526080", "OVSeg Swin-B + CLIP ViT-L/14 (fine-tuned, mask prompt tuned), ~2 GB, CC BY-NC 4.0; "
+                         "Google Drive needs a browser or `gdown 1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy`"),
+)}
+
+SAM_FILES = {"vit_h": "sam_vit_h_4b8939.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_b": "sam_vit_b_01ec64.pth"}
+OVSEG_FILE = "ovseg_swinbase_vitL14_ft_mpt.pth"
+
+
+def describe(filename: str) -> str:
+    spec = KNOWN.get(filename)
+    if spec is None:
+        return "It is not one of the released files this package knows; check the path."
+    return f"Get {spec.filename} ({spec.note}) from {spec.url} (md5 {spec.md5}...)."
+
+
+def md5_of(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, spec: WeightSpec | None = None) -> None:
+    """Raise WeightsError unless ``path`` exists and (for a known file) has the published md5."""
+    path = Path(path).expanduser()
+    spec = spec or KNOWN.get(path.name)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}. " + (describe(spec.filename) if spec else
+                                                                 "Set the checkpoint parameter to an existing file."))
+    if spec is None:
+        return
+    st = path.stat()
+    stamp_file = path.parent / ".verified.json"
+    key = f"{path.name}:{st.st_size}:{int(st.st_mtime)}"
+    try:
+        seen = json.loads(stamp_file.read_text())
+    except (OSError, ValueError):
+        seen = {}
+    if seen.get(key) == spec.md5:
+        return
+    digest = md5_of(path)
+    if not digest.startswith(spec.md5):
+        raise WeightsError(f"{path} has md5 {digest}, expected {spec.md5}...: a partial or different file. "
+                           + describe(spec.filename))
+    seen[key] = spec.md5
+    try:
+        stamp_file.write_text(json.dumps(seen))
+    except OSError:
+        pass  # read-only weights folder: verify again next time
+
+
+def fetch(spec: WeightSpec, folder: Path, log=print) -> Path | None:
+    """Download a direct-URL file into ``folder`` and verify it; None when the network refuses."""
+    if "drive.google.com" in spec.url:
+        return None  # needs a browser / gdown; the README says how
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / spec.filename
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        log(f"downloading {spec.url} ...")
+        with urllib.request.urlopen(spec.url, timeout=20) as resp, open(tmp, "wb") as out:
+            while block := resp.read(1 << 22):
+                out.write(block)
+    except OSError as exc:
+        log(f"cannot download {spec.filename}: {exc}")
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, dest)
+    verify(dest, spec)
+    return dest

@@ -1,0 +1,222 @@
+"""Cross-process DDS test harness: the node under test runs as its own process; this side publishes
+real frames and collects what the node publishes.
+
+Discovery takes 0.07-3 s and a publisher can see its subscriber before the subscriber sees it,
+so ``wait_connected`` waits for matches on both sides before anything is sent.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = ("depth_colormap", "instances", "semantic", "overlay", "points", "segments", "markers")
+
+
+def image_msg(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame",
+              step: int | None = None, bigendian: bool = False) -> Image:
+    """An Image with optional row padding (step) and byte order, as a driver might send it."""
+    h, w = arr.shape[:2]
+    row = arr.reshape(h, -1)
+    if bigendian:
+        row = row.astype(row.dtype.newbyteorder(">"))
+    raw = row.view(np.uint8).reshape(h, -1)
+    step = step or raw.shape[1]
+    buf = np.zeros((h, step), np.uint8)
+    buf[:, : raw.shape[1]] = raw
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian), step=step, data=buf.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def info_msg(k: np.ndarray, w: int, h: int, stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> CameraInfo:
+    msg = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
+    msg.k = [float(v) for v in np.asarray(k, dtype=np.float64).ravel()]
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class NodeProcess:
+    """``sam_ovseg_node`` as a separate process with parameters, in its own namespace."""
+
+    def __init__(self, namespace: str, params: dict | None = None, log_dir: Path | None = None,
+                 remaps: dict | None = None) -> None:
+        self.namespace = namespace
+        args = [sys.executable, "-m", "sam_ovseg_ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
+        for k, v in {"profile": "tiny", "device": "cpu", **(params or {})}.items():
+            args += ["-p", f"{k}:={_param_text(v)}"]
+        for k, v in (remaps or {}).items():
+            args += ["-r", f"{k}:={v}"]
+        self.log_path = (log_dir or Path("/tmp")) / f"node_{namespace}.log"
+        self._log = open(self.log_path, "w")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_log(self, text: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log():
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def _param_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(f'"{x}"' if isinstance(x, str) else repr(x) for x in v) + "]"
+    return str(v)
+
+
+class Harness:
+    """Publishes inputs into ``/<ns>/...`` and records every output of ``/<ns>/sam_ovseg/...``."""
+
+    def __init__(self, namespace: str, reliability: str = "reliable") -> None:
+        self.ns = namespace
+        self.node = Node(f"harness_{namespace}")
+        rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=10, reliability=rel)
+        self.pub_color = self.node.create_publisher(Image, f"/{namespace}/color/image", qos)
+        self.pub_depth = self.node.create_publisher(Image, f"/{namespace}/depth/image", qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, f"/{namespace}/color/camera_info", qos)
+        self.pub_dinfo = self.node.create_publisher(CameraInfo, f"/{namespace}/depth/camera_info", qos)
+        self.received: dict[str, list] = defaultdict(list)
+        self.arrival: dict[str, list] = defaultdict(list)
+        self._lock = threading.Lock()
+        from sam_ovseg_ros.msg import SegmentArray, Vocabulary
+        from visualization_msgs.msg import MarkerArray
+
+        types = {"depth_colormap": Image, "instances": Image, "semantic": Image, "overlay": Image,
+                 "points": PointCloud2, "segments": SegmentArray, "markers": MarkerArray}
+        out_qos = QoSProfile(depth=50, reliability=rel)
+        self.subs = {}
+        for name, typ in types.items():
+            self.subs[name] = self.node.create_subscription(typ, f"/{namespace}/sam_ovseg/{name}",
+                                                            self._recorder(name), out_qos)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.subs["vocabulary"] = self.node.create_subscription(
+            Vocabulary, f"/{namespace}/sam_ovseg/vocabulary", self._recorder("vocabulary"), latched)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while self._running and rclpy.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _recorder(self, name: str):
+        def cb(msg):
+            with self._lock:
+                self.received[name].append(msg)
+                self.arrival[name].append(time.monotonic())
+        return cb
+
+    def wait_connected(self, timeout: float = 30.0, outputs=OUTPUTS) -> None:
+        """Until the node subscribes to our inputs and publishes to our output subscriptions."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ins = all(p.get_subscription_count() > 0 for p in (self.pub_color, self.pub_depth, self.pub_info))
+            outs = all(self.subs[o].get_publisher_count() > 0 for o in outputs)
+            if ins and outs:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"node in /{self.ns} did not connect within {timeout} s")
+
+    def publish(self, rgb, depth, k, stamp_ns: int, color_encoding="rgb8", depth_encoding=None,
+                frame_id="camera_color_optical_frame", info=True) -> None:
+        h, w = rgb.shape[:2]
+        if info:
+            self.pub_info.publish(info_msg(k, w, h, stamp_ns, frame_id))
+        enc = depth_encoding or ("16UC1" if depth.dtype == np.uint16 else "32FC1")
+        self.pub_depth.publish(image_msg(depth, enc, stamp_ns, frame_id))
+        self.pub_color.publish(image_msg(rgb, color_encoding, stamp_ns, frame_id))
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return len(self.received[name])
+
+    def wait_for(self, name: str, pred=lambda m: True, timeout: float = 60.0, since: int = 0):
+        """First message on output ``name`` (index >= since) satisfying ``pred``."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                msgs = list(self.received[name][since:])
+            for m in msgs:
+                if pred(m):
+                    return m
+            time.sleep(0.05)
+        raise TimeoutError(f"no matching message on {name} within {timeout} s")
+
+    def by_stamp(self, name: str, stamp_ns: int):
+        with self._lock:
+            for m in self.received[name]:
+                if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns:
+                    return m
+        return None
+
+    def wait_stamp(self, stamp_ns: int, names=OUTPUTS, timeout: float = 60.0) -> dict:
+        """Every output of one input frame, matched by header stamp."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            got = {n: self.by_stamp(n, stamp_ns) for n in names if n != "markers"}
+            if "markers" in names:
+                got["markers"] = self._markers_of(stamp_ns)
+            if all(v is not None for v in got.values()):
+                return got
+            time.sleep(0.05)
+        missing = [n for n, v in got.items() if v is None]
+        raise TimeoutError(f"outputs {missing} of stamp {stamp_ns} not received within {timeout} s")
+
+    def _markers_of(self, stamp_ns: int):
+        with self._lock:
+            for m in self.received["markers"]:
+                if m.markers and (m.markers[0].header.stamp.sec * 1_000_000_000
+                                  + m.markers[0].header.stamp.nanosec) == stamp_ns:
+                    return m
+        return None
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(timeout=2)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()

@@ -1,0 +1,16 @@
+"""Real ScanNet frames (samples/) as numpy arrays and the K they were captured with."""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "scannet_scene0000_00"
+FRAMES = ("1660", "2760", "5560")
+
+
+def load(frame: str = "1660") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb uint8 HxWx3, depth uint16 HxW in mm, K 3x3 float64)."""
+    rgb = np.asarray(Image.open(SAMPLES / "color" / f"{frame}.jpg").convert("RGB"))
+    depth = np.asarray(Image.open(SAMPLES / "depth" / f"{frame}.png")).astype(np.uint16)
+    k = np.loadtxt(SAMPLES / "intrinsics" / "intrinsic_depth.txt")[:3, :3]
+    return rgb, depth, k
