@@ -15,7 +15,7 @@ import numpy as np
 def to_metres(depth: np.ndarray, scale: float) -> np.ndarray:
     """float32 metres with NaN for invalid: uint16 0 (REP 118), and NaN/inf/<=0 in 32FC1 (REP 117)."""
     if depth.dtype == np.uint16:
-        m = depth.astype(np.float32) * np.float32(scale)
+        m = (depth * scale).astype(np.float32)  # float64 product, then the nearest float32
         m[depth == 0] = np.nan
         return m
     m = np.array(depth, dtype=np.float32, copy=True)
@@ -56,8 +56,10 @@ def seed_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
     conversion to mm, so a frame gives the same image whichever REP 118 encoding carries it.
     """
     valid = valid_mask(depth)
-    mm = depth.astype(np.float64)
-    mm *= scale * 1000.0 if depth.dtype == np.uint16 else 1000.0
+    if depth.dtype == np.uint16:
+        mm = depth * (scale * 1000.0)
+    else:  # metres; rounding to 1e-3 mm undoes float32 noise, so mm-quantised depth renders as from 16UC1
+        mm = np.round(depth.astype(np.float64) * 1000.0, 3)
     inv = np.zeros(depth.shape, dtype=np.float64)
     np.divide(1.0, mm + 1e-6, out=inv, where=valid)
     lo, hi = inv.min(), inv.max()

@@ -49,7 +49,10 @@ def bboxes(instances: np.ndarray, n: int) -> np.ndarray:
 def segments_from_instances(instances: np.ndarray, scores: np.ndarray, classes: np.ndarray,
                             class_scores: np.ndarray, class_names: list[str],
                             points: np.ndarray | None) -> list[Segment]:
-    """One Segment per id 1..N, consistent with the instance image and the cloud by construction."""
+    """One Segment per id 1..N, consistent with the instance image and the cloud by construction.
+
+    ``classes`` are vocabulary indices per id (-1: none); Segment.class_id is that + 1.
+    """
     n = len(scores)
     if n == 0:
         return []
@@ -61,7 +64,7 @@ def segments_from_instances(instances: np.ndarray, scores: np.ndarray, classes: 
         cents, counts = np.full((n, 3), np.nan), np.zeros(n, np.int64)
     segs = []
     for i in range(n):
-        cid = int(classes[i]) if len(classes) else 0
+        cid = int(classes[i]) + 1 if len(classes) else 0  # vocabulary index (-1 none) -> class_id
         segs.append(Segment(
             id=i + 1, area=int(areas[i]), bbox=tuple(int(v) for v in boxes[i]), score=float(scores[i]),
             class_id=cid, class_name=class_names[cid - 1] if cid > 0 else "",

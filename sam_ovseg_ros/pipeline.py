@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import cloud, depth as depth_mod, overlay as overlay_mod, registration
+from . import cloud, depth as depth_mod, fusion, overlay as overlay_mod, registration
 from .config import NodeConfig
 from .frame import Frame, FrameResult, InputError, Segment
 from .instances import masks_to_instances, segments_from_instances
@@ -81,27 +81,25 @@ class Pipeline:
         class_names = list(cfg.classes)
         instances = np.zeros((h, w), np.uint16)
         semantic = np.zeros((h, w), np.uint16)
-        scores = np.zeros(0, np.float32)
-        inst_classes = np.zeros(0, np.int64)
-        inst_class_scores = np.zeros(0, np.float32)
+        scores = classes = class_scores = np.zeros(0)
         if self.models is not None:
-            with timer("sam"):
-                sam_image = colormap if cfg.sam.input == "depth" else np.ascontiguousarray(frame.color)
-                masks = self.models.sam.generate(sam_image, cfg.sam)
+            sam_image = colormap if cfg.sam.input == "depth" else np.ascontiguousarray(frame.color)
+            masks = self.models.segment(sam_image, cfg)  # times itself: sam_encoder/decoder/postprocess
+            timer.times.update(masks.timings)
             with timer("instances"):
                 instances, order = masks_to_instances(masks.masks, masks.areas)
                 scores = masks.scores[order]
-            sem = self.models.semantics(frame.color, instances, len(order), class_names, cfg, timer)
-            instances, semantic, inst_classes, inst_class_scores = (
-                sem.instances, sem.semantic, sem.instance_classes, sem.instance_scores)
+            cls = self.models.classify(frame.color, masks.masks[order], class_names, cfg, timer.times)
+            with timer("fusion"):
+                classes, class_scores = cls.classes, cls.scores
+                semantic = fusion.semantic_image(instances, classes, cls.uncovered)
 
         points = None
         with timer("cloud"):
             if cfg.cloud.enabled:
                 points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
         with timer("segments"):
-            segments = segments_from_instances(instances, scores, inst_classes, inst_class_scores,
-                                               class_names, points)
+            segments = segments_from_instances(instances, scores, classes, class_scores, class_names, points)
             if points is not None and not cfg.cloud.organized:
                 points = cloud.dense_points(points)
         with timer("overlay"):

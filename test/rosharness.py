@@ -220,3 +220,42 @@ class Harness:
         self._spin.join(timeout=2)
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def set_params(harness: Harness, values: dict, timeout: float = 10.0) -> list:
+    """Set parameters of /<ns>/sam_ovseg through its set_parameters service; returns the results."""
+    from rcl_interfaces.msg import Parameter as ParamMsg
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = harness.node.create_client(SetParameters, f"/{harness.ns}/sam_ovseg/set_parameters")
+    try:
+        if not cli.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError("set_parameters service not available")
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        fut = cli.call_async(req)
+        end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        if not fut.done():
+            raise TimeoutError("set_parameters did not answer")
+        return list(fut.result().results)
+    finally:
+        harness.node.destroy_client(cli)
+
+
+def img(msg) -> np.ndarray:
+    """Decoded array of a received Image (rgb8 or 16UC1)."""
+    from sam_ovseg_ros.image_codec import RawImage, decode, ENCODINGS
+
+    return np.array(decode(RawImage.from_msg(msg), tuple(ENCODINGS), 1 << 30))
+
+
+def cloud_array(msg) -> np.ndarray:
+    from sam_ovseg_ros.cloud import POINT_DTYPE
+
+    return np.frombuffer(bytes(msg.data), POINT_DTYPE).reshape(msg.height, msg.width)
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

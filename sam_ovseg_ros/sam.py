@@ -1,0 +1,280 @@
+"""Segment Anything backend: model registry, strict checkpoint loading, presets, and a mask generator.
+
+``MaskGenerator`` gives the same masks as segment-anything's ``SamAutomaticMaskGenerator`` with
+``crop_n_layers=0`` (the seed's setting; test_sam.py checks mask for mask), but keeps candidate
+masks on the model's device as bit-packed tensors instead of RLE lists, whose deep copies are
+most of the official generator's run time; masks emptied by small-region clean-up are dropped.
+
+``profile: tiny`` uses a SAM of the same classes with seeded random weights, saved to and loaded
+from a state_dict file through the same loader as a real checkpoint. Random weights give every
+ConvTranspose tap its own random kernel, which paints a 4x4 checkerboard over every mask; the
+tiny model averages each ConvTranspose kernel over its 2x2 taps so masks become coherent regions.
+Seed 21 yields 3-9 masks of >= 500 px with boxes under 80 % of the frame on the ScanNet samples.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops.boxes import batched_nms
+
+from .weights import SAM_FILES, WeightsError, describe, verify
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn: tuple[int, ...]
+    image_size: int = 1024
+    prompt_dim: int = 256
+    window: int = 14
+    dec_depth: int = 2
+    dec_heads: int = 8
+    dec_mlp: int = 2048
+    iou_hidden: int = 256
+
+
+SPECS = {
+    "vit_h": SamSpec(1280, 32, 16, (7, 15, 23, 31)),
+    "vit_l": SamSpec(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_b": SamSpec(768, 12, 12, (2, 5, 8, 11)),
+    "tiny": SamSpec(32, 2, 2, (1,), image_size=256, prompt_dim=32, window=4, dec_depth=1, dec_heads=2, dec_mlp=64,
+                    iou_hidden=32),
+}
+TINY_SEED = 21
+
+
+def build(spec: SamSpec):
+    """An untrained SAM of the official classes with these sizes."""
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    grid = spec.image_size // 16
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=spec.depth, embed_dim=spec.embed_dim, img_size=spec.image_size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads, patch_size=16,
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=spec.global_attn, window_size=spec.window,
+            out_chans=spec.prompt_dim),
+        prompt_encoder=PromptEncoder(embed_dim=spec.prompt_dim, image_embedding_size=(grid, grid),
+                                     input_image_size=(spec.image_size, spec.image_size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=spec.dec_depth, embedding_dim=spec.prompt_dim, mlp_dim=spec.dec_mlp,
+                                          num_heads=spec.dec_heads),
+            transformer_dim=spec.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=spec.iou_hidden),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
+
+
+def make_tiny_checkpoint(path: Path, seed: int = TINY_SEED) -> Path:
+    """Write the tiny model's seeded random state_dict (see the module docstring)."""
+    torch.manual_seed(seed)
+    model = build(SPECS["tiny"])
+    with torch.no_grad():
+        for m in model.mask_decoder.output_upscaling:
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                m.weight.copy_(m.weight.mean(dim=(2, 3), keepdim=True).expand_as(m.weight))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+    return path
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    path = Path(folder) / f"sam_tiny_seed{TINY_SEED}.pth"
+    return path if path.is_file() else make_tiny_checkpoint(path)
+
+
+def load(model_type: str, checkpoint: str | Path, device="cpu"):
+    """SAM with weights loaded strictly from ``checkpoint`` (a released file is md5-checked first)."""
+    path = Path(checkpoint).expanduser()
+    if model_type not in SPECS:
+        raise WeightsError(f"unknown SAM model type '{model_type}' (known: {sorted(SPECS)})")
+    if model_type != "tiny":
+        if not path.is_file():
+            raise WeightsError(f"SAM {model_type} checkpoint not found: {path}. {describe(SAM_FILES[model_type])}")
+        verify(path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise WeightsError(f"SAM checkpoint not found: {path}") from None
+    except Exception as exc:
+        raise WeightsError(f"cannot read SAM checkpoint {path}: {exc}. {describe(path.name)}") from None
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+        sd = sd["model"]
+    with torch.device("meta"):
+        model = build(SPECS[model_type])
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        detail = "; ".join(f"{len(v)} {n} (e.g. {', '.join(v[:3])})" for n, v in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v)
+        raise WeightsError(f"{path} is not a SAM {model_type} checkpoint: {detail}")
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------- generator settings
+@dataclass(frozen=True)
+class GenParams:
+    points_per_side: int
+    points_per_batch: int
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    box_nms_thresh: float = 0.7
+    min_mask_region_area: int = 100
+    stability_score_offset: float = 1.0
+
+
+PRESETS = {
+    # exactly the seed's ScanNet settings (seed_pipeline.md §2)
+    "seed": GenParams(points_per_side=64, points_per_batch=64, pred_iou_thresh=0.5, stability_score_thresh=0.8),
+    # SAM's own default grid (4x fewer prompts than the seed), larger prompt batches; same filters
+    "fast": GenParams(points_per_side=32, points_per_batch=256, pred_iou_thresh=0.5, stability_score_thresh=0.8),
+    # random weights predict meaningless IoU/stability: keep every candidate, small grid
+    "tiny": GenParams(points_per_side=8, points_per_batch=64, pred_iou_thresh=0.0, stability_score_thresh=0.0),
+}
+
+
+def params_for(sam_cfg, profile: str) -> GenParams:
+    """The preset (``tiny`` for the tiny profile), with every knob set in the config overriding it."""
+    p = PRESETS["tiny" if profile == "tiny" else sam_cfg.preset]
+    over = {}
+    for name in ("points_per_side", "points_per_batch", "min_mask_region_area"):
+        v = getattr(sam_cfg, name)
+        if v > 0 or (name == "min_mask_region_area" and v == 0):
+            over[name] = v
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+        v = getattr(sam_cfg, name)
+        if v >= 0:
+            over[name] = v
+    return replace(p, **over)
+
+
+# ---------------------------------------------------------------------------- the generator
+@dataclass
+class SamMasks:
+    masks: np.ndarray  # (M, H, W) bool
+    areas: np.ndarray  # (M,) int64
+    scores: np.ndarray  # (M,) float32 predicted IoU
+    stability: np.ndarray  # (M,) float32
+    boxes: np.ndarray  # (M, 4) int64 x0, y0, x1, y1 (inclusive, as segment-anything)
+    timings: dict
+
+
+_SHIFTS = {}
+
+
+def _shifts(device) -> torch.Tensor:
+    if device not in _SHIFTS:
+        _SHIFTS[device] = torch.arange(7, -1, -1, device=device, dtype=torch.uint8)
+    return _SHIFTS[device]
+
+
+def pack_bits(b: torch.Tensor) -> torch.Tensor:
+    """(N, ...) bool -> (N, ceil(P/8)) uint8, 8x smaller for keeping candidates until NMS."""
+    flat = b.reshape(b.shape[0], int(np.prod(b.shape[1:])))
+    pad = (-flat.shape[1]) % 8
+    if pad:
+        flat = torch.nn.functional.pad(flat, (0, pad))
+    grouped = flat.view(flat.shape[0], flat.shape[1] // 8, 8).to(torch.uint8)
+    return (grouped << _shifts(b.device)).sum(-1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    bits = (packed[..., None] >> _shifts(packed.device)) & 1
+    return bits.view(packed.shape[0], packed.shape[1] * 8)[:, : shape[0] * shape[1]].view(-1, *shape).bool()
+
+
+class MaskGenerator:
+    """Automatic mask generation on one full-image crop (see module docstring)."""
+
+    def __init__(self, model, amp_dtype: torch.dtype | None = None) -> None:
+        from segment_anything import SamPredictor
+
+        self.predictor = SamPredictor(model)
+        self.amp_dtype = amp_dtype
+
+    @torch.inference_mode()
+    def generate(self, image: np.ndarray, p: GenParams) -> SamMasks:
+        from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_point_grid, \
+            calculate_stability_score
+
+        t = {}
+        t0 = time.perf_counter()
+        pred = self.predictor
+        dev = pred.device
+        h, w = image.shape[:2]
+        with self._amp():
+            pred.set_image(image)
+        t["sam_encoder"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        thr = pred.model.mask_threshold
+        points = build_point_grid(p.points_per_side) * np.array([[w, h]])
+        keep_bits, keep_iou, keep_stab, keep_box = [], [], [], []
+        for (batch,) in batch_iterator(p.points_per_batch, points):
+            pts = torch.as_tensor(pred.transform.apply_coords(batch, (h, w)), device=dev)
+            labels = torch.ones(pts.shape[0], dtype=torch.int, device=dev)
+            with self._amp():
+                logits, iou, _ = pred.predict_torch(pts[:, None, :], labels[:, None], multimask_output=True,
+                                                    return_logits=True)
+            logits, iou = logits.flatten(0, 1).float(), iou.flatten(0, 1).float()
+            if p.pred_iou_thresh > 0.0:
+                sel = iou > p.pred_iou_thresh
+                logits, iou = logits[sel], iou[sel]
+            stab = calculate_stability_score(logits, thr, p.stability_score_offset)
+            if p.stability_score_thresh > 0.0:
+                sel = stab >= p.stability_score_thresh
+                logits, iou, stab = logits[sel], iou[sel], stab[sel]
+            binary = logits > thr
+            keep_box.append(batched_mask_to_box(binary))
+            keep_bits.append(pack_bits(binary))
+            keep_iou.append(iou)
+            keep_stab.append(stab)
+            del logits, binary
+        bits, iou = torch.cat(keep_bits), torch.cat(keep_iou)
+        stab, boxes = torch.cat(keep_stab), torch.cat(keep_box)
+        keep = batched_nms(boxes.float(), iou, torch.zeros_like(iou), iou_threshold=p.box_nms_thresh)
+        masks = unpack_bits(bits[keep], (h, w)).cpu().numpy()
+        iou, stab, boxes = iou[keep].cpu().numpy(), stab[keep].cpu().numpy(), boxes[keep].cpu().numpy()
+        t["sam_decoder"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if p.min_mask_region_area > 0 and len(masks):
+            masks, iou, stab, boxes = self._clean_small_regions(masks, iou, stab, boxes, p)
+        areas = masks.sum(axis=(1, 2), dtype=np.int64)
+        nonempty = areas > 0
+        t["sam_postprocess"] = time.perf_counter() - t0
+        return SamMasks(masks[nonempty], areas[nonempty], iou[nonempty].astype(np.float32),
+                        stab[nonempty].astype(np.float32), boxes[nonempty], t)
+
+    @staticmethod
+    def _clean_small_regions(masks, iou, stab, boxes, p: GenParams):
+        """segment-anything's post-processing: fill small holes, drop small islands, NMS again
+        preferring masks the clean-up left unchanged (threshold max(box_nms, crop_nms=0.7))."""
+        from segment_anything.utils.amg import batched_mask_to_box, remove_small_regions
+
+        new, unchanged = np.empty_like(masks), np.zeros(len(masks), np.float32)
+        for i, m in enumerate(masks):
+            m2, c1 = remove_small_regions(m, p.min_mask_region_area, mode="holes")
+            m2, c2 = remove_small_regions(m2, p.min_mask_region_area, mode="islands")
+            new[i], unchanged[i] = m2, float(not (c1 or c2))
+        nboxes = batched_mask_to_box(torch.from_numpy(new))
+        keep = batched_nms(nboxes.float(), torch.from_numpy(unchanged), torch.zeros(len(new)),
+                           iou_threshold=max(p.box_nms_thresh, 0.7)).numpy()
+        return new[keep], iou[keep], stab[keep], nboxes.numpy()[keep]  # unchanged masks keep their box
+
+    def _amp(self):
+        from contextlib import nullcontext
+
+        dev = self.predictor.device
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(dev.type, dtype=self.amp_dtype)

@@ -1,0 +1,88 @@
+"""Back-projection and the PointCloud2 layout, exact on real ScanNet depth."""
+import numpy as np
+import pytest
+
+from sam_ovseg_ros import cloud, depth
+from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
+from scannet import FRAMES, load
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_points_are_the_back_projection(frame):
+    rgb, d, k = load(frame)
+    kk = Intrinsics.from_k(k, 640, 480)
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, kk)
+    assert pts.shape == (480, 640) and pts.dtype == POINT_DTYPE and pts.dtype.itemsize == 24
+    v, u = np.mgrid[0:480, 0:640]
+    z = d.astype(np.float64) / 1000.0
+    valid = d > 0
+    assert np.array_equal(np.isnan(pts["z"]), ~valid)
+    assert np.isnan(pts["x"][~valid]).all() and np.isnan(pts["y"][~valid]).all()
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    assert np.abs(pts["z"][valid] - z[valid]).max() < 1e-6
+    assert np.abs(pts["x"][valid] - ((u - cx) * z / fx)[valid]).max() < 1e-6
+    assert np.abs(pts["y"][valid] - ((v - cy) * z / fy)[valid]).max() < 1e-6
+    assert np.array_equal(cloud.unpack_rgb(pts["rgb"]), rgb)
+    assert (pts["label"] == 0).all() and (pts["instance"] == 0).all()
+
+
+def test_seed_sample_point():
+    """seed_pipeline.md §5.1: frame 1660, pixel (320, 240): Z 2.316 m, camera (0.004, -0.011, 2.316)."""
+    rgb, d, k = load("1660")
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
+    p = pts[240, 320]
+    assert (round(float(p["x"]), 3), round(float(p["y"]), 3), round(float(p["z"]), 3)) == (0.004, -0.011, 2.316)
+
+
+def test_rgb_packing_is_0x00rrggbb():
+    rgb = np.array([[[0x12, 0x34, 0x56], [255, 0, 1]]], np.uint8)
+    bits = cloud.pack_rgb(rgb).view(np.uint32)
+    assert bits.tolist() == [[0x123456, 0xFF0001]]
+
+
+def test_dense_keeps_only_valid_points_in_order():
+    rgb, d, k = load("2760")
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
+    dense = cloud.dense_points(pts)
+    assert dense.shape == (1, int((d > 0).sum()))
+    assert np.array_equal(dense[0], pts[d > 0])
+
+
+def test_centroids_are_means_of_valid_points():
+    rgb, d, k = load("5560")
+    inst = np.zeros((480, 640), np.uint16)
+    inst[100:200, 100:300] = 1
+    inst[300:, :] = 2
+    inst[0:5, 0:5] = 3
+    d = d.copy()
+    d[0:5, 0:5] = 0  # instance 3 has no valid depth
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
+    cents, counts = cloud.centroids(pts, inst, 3)
+    for i in (1, 2):
+        sel = (inst == i) & (d > 0)
+        assert counts[i - 1] == sel.sum()
+        for j, f in enumerate("xyz"):
+            assert abs(cents[i - 1, j] - pts[f][sel].astype(np.float64).mean()) < 1e-9
+    assert counts[2] == 0 and np.isnan(cents[2]).all()
+
+
+def test_bad_intrinsics_are_reported():
+    assert Intrinsics(0, 1, 1, 1, 4, 4).problem()
+    assert Intrinsics(np.nan, 1, 1, 1, 4, 4).problem()
+    assert Intrinsics(1, 1, 1, 1, 0, 4).problem()
+    assert Intrinsics(500, 500, 320, 240, 640, 480).problem() is None
+
+
+def test_pointcloud2_message_layout():
+    from sam_ovseg_ros import messages
+    from std_msgs.msg import Header
+
+    rgb, d, k = load("1660")
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
+    msg = messages.point_cloud(pts, Header(frame_id="cam"))
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (480, 640, 24, 24 * 640)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1), ("label", 16, 6, 1), ("instance", 20, 6, 1)]
+    assert msg.is_dense is False and msg.is_bigendian is False
+    back = np.frombuffer(bytes(msg.data), POINT_DTYPE).reshape(480, 640)
+    assert back.tobytes() == pts.tobytes()

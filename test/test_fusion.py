@@ -1,0 +1,86 @@
+"""Instances from overlapping masks, majority vote, semantic image: hand-built cases with known answers."""
+import numpy as np
+
+from sam_ovseg_ros import fusion
+from sam_ovseg_ros.instances import bboxes, masks_to_instances, segments_from_instances
+
+
+def box(h, w, y0, y1, x0, x1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_smallest_mask_wins_overlaps_and_ids_follow_area():
+    big, mid, small = box(10, 10, 0, 10, 0, 10), box(10, 10, 2, 8, 2, 8), box(10, 10, 4, 6, 4, 6)
+    masks = np.stack([small, big, mid])
+    inst, order = masks_to_instances(masks, masks.reshape(3, -1).sum(1))
+    assert order.tolist() == [1, 2, 0]  # ids 1..3 = big, mid, small
+    assert inst[0, 0] == 1 and inst[3, 3] == 2 and inst[5, 5] == 3
+    assert inst.dtype == np.uint16
+
+
+def test_fully_covered_mask_is_dropped_and_ids_stay_contiguous():
+    a, b, c = box(8, 8, 0, 4, 0, 8), box(8, 8, 0, 4, 0, 4), box(8, 8, 0, 4, 4, 8)
+    masks = np.stack([a, b, c])  # a is hidden under b and c
+    inst, order = masks_to_instances(masks, np.array([32, 16, 16]))
+    assert order.tolist() == [1, 2] and set(np.unique(inst)) == {0, 1, 2}
+
+
+def test_no_masks():
+    inst, order = masks_to_instances(np.zeros((0, 4, 5), bool), np.zeros(0))
+    assert inst.shape == (4, 5) and not inst.any() and len(order) == 0
+
+
+def test_vote_majority_ties_and_unlabelled():
+    labels = np.array([[0, 0, 1, 1, 2, -1, -1, -1]])
+    masks = np.stack([
+        np.array([[1, 1, 1, 1, 0, 0, 0, 0]], bool),  # 2 x class 0, 2 x class 1 -> tie -> 0
+        np.array([[0, 0, 1, 1, 1, 0, 0, 0]], bool),  # class 1 wins 2:1
+        np.array([[0, 0, 0, 0, 0, 1, 1, 1]], bool),  # only unlabelled pixels -> -1
+        np.array([[0, 0, 0, 0, 1, 1, 1, 1]], bool),  # one labelled pixel among -1 -> 2
+    ])
+    classes, share = fusion.vote(labels, masks, 3)
+    assert classes.tolist() == [0, 1, -1, 2]
+    np.testing.assert_allclose(share, [0.5, 2 / 3, 0.0, 1.0])
+
+
+def test_vote_uses_whole_masks_like_the_seed():
+    """The seed votes on each mask's own pixels, including those a smaller mask paints over."""
+    labels = np.zeros((6, 6), int)
+    labels[2:6, 2:6] = 1
+    big, small = box(6, 6, 0, 6, 0, 6), box(6, 6, 2, 6, 2, 6)
+    classes, _ = fusion.vote(labels, np.stack([big, small]), 2)
+    assert classes.tolist() == [0, 1]  # big: 20 zeros vs 16 ones over its full area
+
+
+def test_vote_matches_naive_loop_on_random_data():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(-1, 7, (40, 50))
+    masks = rng.random((12, 40, 50)) < 0.3
+    classes, _ = fusion.vote(labels, masks, 7)
+    for m, c in zip(masks, classes):
+        vals, cnt = np.unique(labels[m][labels[m] >= 0], return_counts=True)
+        assert c == (vals[np.argmax(cnt)] if len(vals) else -1)
+
+
+def test_semantic_image_and_uncovered_policy():
+    inst = np.array([[0, 1, 1, 2]], np.uint16)
+    classes = np.array([4, -1])
+    assert fusion.semantic_image(inst, classes).tolist() == [[0, 5, 5, 0]]
+    ov = np.array([[3, 0, 0, 0]])
+    assert fusion.semantic_image(inst, classes, ov).tolist() == [[4, 5, 5, 0]]
+    assert fusion.drop_extra_classes(np.array([0, 1, 2]), 2).tolist() == [0, 1, -1]
+
+
+def test_segments_agree_with_the_instance_image():
+    inst = np.zeros((20, 30), np.uint16)
+    inst[2:5, 3:9] = 1
+    inst[10:20, 0:1] = 2
+    inst[6, 20] = 2  # two components: box must enclose both
+    segs = segments_from_instances(inst, np.array([0.9, 0.8]), np.array([1, -1]), np.array([0.7, 0.0]),
+                                   ["a", "b"], None)
+    assert [(s.id, s.area, s.bbox, s.class_id, s.class_name) for s in segs] == [
+        (1, 18, (3, 2, 6, 3), 2, "b"), (2, 11, (0, 6, 21, 14), 0, "")]
+    assert np.isnan(segs[0].centroid).all()
+    assert bboxes(inst, 3)[2].tolist() == [0, 0, 0, 0]

@@ -1,0 +1,164 @@
+"""sam_ovseg_node as a separate process, real ScanNet frames over DDS on loopback (tiny models on CPU).
+
+Checks that every output agrees exactly with the inputs and with each other: the depth image is
+the seed's rendering, cloud points are the back-projection, cloud label/instance fields are the
+images at the same pixel, segments describe the instance image, semantic is the instance's class.
+"""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from rosharness import Harness, NodeProcess, cloud_array, img, set_params, stamp_of
+from sam_ovseg_ros import depth
+from sam_ovseg_ros.config import DEFAULT_CLASSES
+from scannet import load
+
+NS = "t_node"
+FRAME_ID = "camera_color_optical_frame"
+
+
+@pytest.fixture(scope="module")
+def rig(rclpy_context, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    node = NodeProcess(NS, {"weights_dir": str(tmp_path_factory.mktemp("w")), "sync.slop": 0.0,
+                            "diagnostics.period": 2.0}, log_dir=logs)
+    h = Harness(NS)
+    try:
+        h.wait_connected(90)
+        yield node, h
+    finally:
+        h.close()
+        code = node.stop()
+        sys.stdout.write(node.log()[-3000:])
+        assert code == 0, "node did not exit cleanly"
+
+
+def frame_outputs(h, rgb, d, k, stamp, **kw):
+    h.publish(rgb, d, k, stamp, **kw)
+    return h.wait_stamp(stamp, timeout=90)
+
+
+def check_frame(out, rgb, d, k, stamp, class_names):
+    """Every cross-output invariant of one processed frame."""
+    for name, msg in out.items():
+        header = msg.markers[0].header if name == "markers" else msg.header
+        assert stamp_of(type("m", (), {"header": header})) == stamp, name
+        assert header.frame_id == FRAME_ID, name
+    dc = img(out["depth_colormap"])
+    assert out["depth_colormap"].encoding == "rgb8" and dc.shape == (480, 640, 3)
+    inst, sem = img(out["instances"]), img(out["semantic"])
+    assert out["instances"].encoding == out["semantic"].encoding == "16UC1"
+    pc = out["points"]
+    assert (pc.height, pc.width, pc.point_step, pc.is_dense) == (480, 640, 24, False)
+    pts = cloud_array(pc)
+    # cloud = back-projection of the input depth, colours of the input image
+    v, u = np.mgrid[0:480, 0:640]
+    z = d.astype(np.float64) / 1000.0 if d.dtype == np.uint16 else d.astype(np.float64)
+    valid = np.isfinite(z) & (z > 0)
+    assert np.array_equal(np.isnan(pts["z"]), ~valid)
+    assert np.abs(pts["z"][valid] - z[valid]).max() < 1e-6
+    assert np.abs(pts["x"][valid] - ((u - k[0, 2]) * z / k[0, 0])[valid]).max() < 1e-6
+    assert np.abs(pts["y"][valid] - ((v - k[1, 2]) * z / k[1, 1])[valid]).max() < 1e-6
+    bits = pts["rgb"].view(np.uint32)
+    assert np.array_equal(np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8), rgb)
+    # the cloud's label/instance fields are the images at the same (row, col)
+    assert np.array_equal(pts["instance"], inst) and np.array_equal(pts["label"], sem)
+    # segments describe the instance image exactly
+    segs = out["segments"].segments
+    n = int(inst.max())
+    assert [s.id for s in segs] == list(range(1, n + 1))
+    for s in segs:
+        sel = inst == s.id
+        ys, xs = np.nonzero(sel)
+        assert s.area == sel.sum() > 0
+        assert (s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height) == (
+            xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        ok = sel & valid
+        assert s.valid_points == ok.sum()
+        c = (s.centroid.x, s.centroid.y, s.centroid.z)
+        if ok.any():
+            mean = [pts[f][ok].astype(np.float64).mean() for f in "xyz"]
+            assert np.allclose(c, mean, atol=1e-5)
+        else:
+            assert all(math.isnan(x) for x in c)
+        # every instance maps to exactly one class; semantic carries it on every pixel of the instance
+        assert (sem[sel] == s.class_id).all()
+        assert s.class_name == (class_names[s.class_id - 1] if s.class_id else "")
+    assert (sem <= len(class_names)).all()
+    # markers: one text per segment with a finite centroid, at that centroid, in the cloud frame
+    texts = [m for m in out["markers"].markers if m.action == 0]
+    assert out["markers"].markers[0].action == 3  # DELETEALL first
+    assert {m.id for m in texts} == {s.id for s in segs if s.valid_points > 0}
+    for m in texts:
+        s = segs[m.id - 1]
+        assert m.header.frame_id == pc.header.frame_id and m.text == (s.class_name or f"#{s.id}")
+        assert (m.pose.position.x, m.pose.position.y, m.pose.position.z) == (s.centroid.x, s.centroid.y, s.centroid.z)
+        assert m.lifetime.sec + m.lifetime.nanosec > 0
+    ov = img(out["overlay"])
+    assert out["overlay"].encoding == "rgb8" and ov.shape == rgb.shape
+    assert not np.array_equal(ov[inst > 0], rgb[inst > 0])
+    return dc, inst, sem, segs
+
+
+def test_scannet_frame_end_to_end(rig):
+    node, h = rig
+    rgb, d, k = load("1660")
+    out = frame_outputs(h, rgb, d, k, 1_000_000_000)
+    dc, inst, sem, segs = check_frame(out, rgb, d, k, 1_000_000_000, DEFAULT_CLASSES)
+    assert np.array_equal(dc, depth.render(d, depth.to_metres(d, 0.001), "seed", "inferno", 0.001, 0.3, 5.0))
+    assert len(segs) >= 2  # the tiny SAM gives several instances on a real frame
+    assert 0.01 < (inst > 0).mean() < 1.0
+    vocab = h.wait_for("vocabulary", timeout=10)
+    assert list(vocab.class_names) == DEFAULT_CLASSES
+
+
+def test_other_encodings_give_the_same_outputs(rig):
+    """bgr8 with row padding and 32FC1 metres (NaN holes) reproduce the 16UC1/rgb8 frame's outputs."""
+    node, h = rig
+    rgb, d, k = load("1660")
+    ref = frame_outputs(h, rgb, d, k, 2_000_000_000)
+    m = d.astype(np.float32) / 1000.0
+    m[d == 0] = np.nan
+    from rosharness import image_msg, info_msg
+
+    h.pub_info.publish(info_msg(k, 640, 480, 3_000_000_000))
+    h.pub_depth.publish(image_msg(m, "32FC1", 3_000_000_000, step=640 * 4 + 16))
+    h.pub_color.publish(image_msg(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", 3_000_000_000, step=640 * 3 + 64))
+    out = h.wait_stamp(3_000_000_000, timeout=90)
+    check_frame(out, rgb, m, k, 3_000_000_000, DEFAULT_CLASSES)
+    for name in ("depth_colormap", "instances", "semantic", "overlay"):
+        assert np.array_equal(img(out[name]), img(ref[name])), name
+    a, b = cloud_array(out["points"]), cloud_array(ref["points"])
+    assert np.array_equal(a["instance"], b["instance"]) and np.array_equal(a["label"], b["label"])
+    assert np.allclose(a["z"], b["z"], atol=1e-6, equal_nan=True)
+
+
+def test_sam_on_rgb_and_mask_clip_fusion(rig):
+    node, h = rig
+    rgb, d, k = load("5560")
+    depth_mode = frame_outputs(h, rgb, d, k, 4_000_000_000)
+    assert all(r.successful for r in set_params(h, {"sam.input": "rgb", "fusion.mode": "mask_clip"}))
+    rgb_mode = frame_outputs(h, rgb, d, k, 5_000_000_000)
+    _, inst, sem, segs = check_frame(rgb_mode, rgb, d, k, 5_000_000_000, DEFAULT_CLASSES)
+    assert not np.array_equal(inst, img(depth_mode["instances"]))  # SAM saw a different image
+    assert np.array_equal(img(rgb_mode["depth_colormap"]), img(depth_mode["depth_colormap"]))
+    assert all(0.0 < s.class_score <= 1.0 for s in segs if s.class_id)  # CLIP probabilities
+    set_params(h, {"sam.input": "depth", "fusion.mode": "vote"})
+
+
+def test_vocabulary_change_applies_to_the_next_frame(rig):
+    node, h = rig
+    rgb, d, k = load("2760")
+    before = h.count("vocabulary")
+    bad = set_params(h, {"classes": ["chair", "table", "chair"]})
+    assert not bad[0].successful and "duplicate" in bad[0].reason
+    assert all(r.successful for r in set_params(h, {"classes": ["chair", "table"]}))
+    vocab = h.wait_for("vocabulary", lambda m: list(m.class_names) == ["chair", "table"], timeout=10, since=before)
+    assert vocab is not None
+    out = frame_outputs(h, rgb, d, k, 6_000_000_000)
+    _, inst, sem, segs = check_frame(out, rgb, d, k, 6_000_000_000, ["chair", "table"])
+    assert set(np.unique(sem)) <= {0, 1, 2} and any(s.class_id for s in segs)
+    assert {s.class_name for s in segs} <= {"chair", "table", ""}
+    assert "vocabulary changed: 2 classes" in node.log()
