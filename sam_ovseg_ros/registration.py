@@ -5,6 +5,7 @@ with the depth->color extrinsic (p_c = R p_d + t), and projected with the color 
 librealsense's align, a pixel's footprint (its corners projected at its depth) is filled, so
 upsampling to a higher-resolution color camera leaves no pinholes; where several depth pixels
 land on one color pixel the nearest wins (z-buffer).
+Pixel centres are at integer coordinates; a depth pixel's corners are at +-0.5.
 """
 from __future__ import annotations
 
@@ -45,15 +46,13 @@ def register(depth_m: np.ndarray, kd: Intrinsics, kc: Intrinsics,
 
     u0, v0, zc = project(-0.5, -0.5)
     u1, v1, _ = project(0.5, 0.5)
-    # color pixels whose centres fall inside the projected footprint [u0, u1) x [v0, v1)
-    c0 = np.ceil(np.minimum(u0, u1) - 0.5).astype(np.int64)
-    c1 = np.ceil(np.maximum(u0, u1) - 0.5).astype(np.int64)
-    r0 = np.ceil(np.minimum(v0, v1) - 0.5).astype(np.int64)
-    r1 = np.ceil(np.maximum(v0, v1) - 0.5).astype(np.int64)
+    # color pixels from round(corner0) to round(corner1), both inclusive (as librealsense's align):
+    # neighbouring footprints overlap by a pixel instead of leaving pinholes between them
+    c0 = np.floor(np.minimum(u0, u1) + 0.5).astype(np.int64)
+    c1 = np.floor(np.maximum(u0, u1) + 0.5).astype(np.int64) + 1
+    r0 = np.floor(np.minimum(v0, v1) + 0.5).astype(np.int64)
+    r1 = np.floor(np.maximum(v0, v1) + 0.5).astype(np.int64) + 1
     front = (zc > 0) & np.isfinite(u0) & np.isfinite(u1) & np.isfinite(v0) & np.isfinite(v1)
-    # at least the pixel under the footprint's centre, so minification never drops a point
-    c1 = np.maximum(c1, c0 + 1)
-    r1 = np.maximum(r1, r0 + 1)
     span = 1 + int(max(np.max(c1 - c0, initial=1), np.max(r1 - r0, initial=1)))
     span = min(span, 8)  # a footprint larger than 8 px is a grazing surface; cap the splat
 
