@@ -25,7 +25,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from . import config as config_mod, image_codec, messages, models, vocabulary
+from . import config as config_mod, image_codec, messages, models, topics, vocabulary
 from .cloud import Intrinsics
 from .config import ConfigError, NodeConfig
 from .frame import Frame, InputError
@@ -76,11 +76,11 @@ class SamOvsegNode(Node):
         qos_out = qos_in
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(Image, "color/image", self._on_color, qos_in)
-        self.create_subscription(Image, "depth/image", self._on_depth, qos_in)
-        self.create_subscription(CameraInfo, "color/camera_info", self._on_color_info, qos_in)
-        self.create_subscription(CameraInfo, "depth/camera_info", self._on_depth_info, qos_in)
-        self.create_subscription(Transform, "depth_to_color", self._on_extrinsic, qos_in)
+        self.create_subscription(Image, topics.COLOR, self._on_color, qos_in)
+        self.create_subscription(Image, topics.DEPTH, self._on_depth, qos_in)
+        self.create_subscription(CameraInfo, topics.COLOR_INFO, self._on_color_info, qos_in)
+        self.create_subscription(CameraInfo, topics.DEPTH_INFO, self._on_depth_info, qos_in)
+        self.create_subscription(Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic, qos_in)
 
         self.pub_depth = self.create_publisher(Image, "~/depth_colormap", qos_out)
         self.pub_instances = self.create_publisher(Image, "~/instances", qos_out)
