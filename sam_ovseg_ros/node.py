@@ -8,6 +8,7 @@ input is logged once per kind and period and skipped; the node keeps running.
 from __future__ import annotations
 
 import copy
+import re
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Transform
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -69,18 +71,26 @@ class SamOvsegNode(Node):
         self._color_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
         self._depth_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
         self._extrinsic_msg: Transform | None = None
+        self._info_per_frame = {"color": False, "depth": False}
         self._jobs: LatestSlot[Job] = LatestSlot()
         self._results: LatestSlot[tuple] = LatestSlot()
 
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos.depth, reliability=self._reliability(cfg))
         qos_out = qos_in
+        # camera_info: best effort. K rarely changes and a lost sample falls back to the newest one; a
+        # reliable low-rate topic next to MB-sized images can instead stall for Fast DDS's 3 s heartbeat
+        # repair after a dropped datagram, holding back every later info (in-order delivery).
+        info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.sync.queue_size,
+                              reliability=ReliabilityPolicy.BEST_EFFORT)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(Image, topics.COLOR, self._on_color, qos_in)
-        self.create_subscription(Image, topics.DEPTH, self._on_depth, qos_in)
-        self.create_subscription(CameraInfo, topics.COLOR_INFO, self._on_color_info, qos_in)
-        self.create_subscription(CameraInfo, topics.DEPTH_INFO, self._on_depth_info, qos_in)
-        self.create_subscription(Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic, qos_in)
+        for typ, name, cb in ((Image, topics.COLOR, self._on_color), (Image, topics.DEPTH, self._on_depth),
+                              (CameraInfo, topics.COLOR_INFO, self._on_color_info),
+                              (CameraInfo, topics.DEPTH_INFO, self._on_depth_info),
+                              (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
+            events = SubscriptionEventCallbacks(incompatible_qos=self._qos_mismatch(name))
+            self.create_subscription(typ, name, cb, info_qos if typ is CameraInfo else qos_in, event_callbacks=events)
+        self._last_pairs, self._last_arrived = 0, (0, 0)
 
         self.pub_depth = self.create_publisher(Image, "~/depth_colormap", qos_out)
         self.pub_instances = self.create_publisher(Image, "~/instances", qos_out)
@@ -159,7 +169,7 @@ class SamOvsegNode(Node):
         try:
             self._candidate(params)
         except ConfigError as exc:
-            self.get_logger().warn(f"rejected parameter change: {exc}")
+            self.get_logger().warning(f"rejected parameter change: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
@@ -188,7 +198,11 @@ class SamOvsegNode(Node):
 
     # ---------------------------------------------------------------- inputs
     def _on_color(self, msg: Image) -> None:
+        dups = self._sync.stats.duplicates
         self._offer(self._sync.add_color(stamp_ns(msg.header), msg))
+        if self._sync.stats.duplicates != dups:
+            self._warn("duplicate_stamp", f"color/image stamp {stamp_ns(msg.header) / 1e9:.6f} s was seen before; "
+                                          "dropped (a driver re-sending, or two cameras on one topic?)")
 
     def _on_depth(self, msg: Image) -> None:
         self._offer(self._sync.add_depth(stamp_ns(msg.header), msg))
@@ -210,16 +224,25 @@ class SamOvsegNode(Node):
     def _on_extrinsic(self, msg: Transform) -> None:
         self._extrinsic_msg = msg
 
+    def _qos_mismatch(self, topic: str):
+        def cb(event) -> None:
+            self.get_logger().error(
+                f"{topic}: a publisher's QoS is incompatible with this subscription (policy "
+                f"{event.last_policy_kind}); nothing will arrive. The node subscribes with qos.reliability="
+                f"{self.config().qos.reliability}: set qos.reliability:=best_effort for best-effort cameras")
+        return cb
+
     def _on_time_reset(self, from_ns: int, to_ns: int) -> None:
-        self.get_logger().warn(f"input stamps jumped back from {from_ns / 1e9:.3f} s to {to_ns / 1e9:.3f} s "
+        self.get_logger().warning(f"input stamps jumped back from {from_ns / 1e9:.3f} s to {to_ns / 1e9:.3f} s "
                                "(bag loop or clock reset): sync buffers reset, processing continues")
         self.stats.count("time_resets")
 
     # ---------------------------------------------------------------- worker
     def _warn(self, kind: str, message: str) -> None:
+        """Count and log a skipped frame; each distinct problem (numbers aside) at most once per 5 s."""
         self.stats.bad_input(kind)
-        if self._throttle.ok(kind):
-            self.get_logger().warn(f"skipping frame [{kind}]: {message} (repeats of this are throttled to one per 5 s)")
+        if self._throttle.ok(kind + re.sub(r"[-+]?\d[\d.e+-]*", "#", message)):
+            self.get_logger().warning(f"skipping frame [{kind}]: {message} (repeats of this are throttled to one per 5 s)")
 
     def _decode(self, job: Job, cfg: NodeConfig) -> Frame:
         try:
@@ -231,7 +254,7 @@ class SamOvsegNode(Node):
         except image_codec.ImageDecodeError as exc:
             raise InputError("depth_image", f"depth/image: {exc}") from None
         slop = int(round(cfg.sync.slop * 1e9))
-        info, _ = self._color_info.pick(job.stamp_ns, slop)
+        info = self._pick_info(self._color_info, "color", job.stamp_ns, slop)
         if info is None:
             raise InputError("camera_info_missing", "no message on color/camera_info yet")
         k = Intrinsics.from_k(info.k, info.width, info.height)
@@ -239,11 +262,26 @@ class SamOvsegNode(Node):
         self._set_registration(frame, cfg, slop)
         return frame
 
+    def _pick_info(self, infos: StampedLatest, which: str, stamp: int, slop: int):
+        """camera_info for this stamp. A camera that stamps one info per frame (RealSense) may deliver it
+        just after the images (DDS orders per topic only): wait up to 0.2 s for it, and for the very
+        first one. Unstamped/static infos (bags with one info) then use the newest."""
+        info, matched = infos.pick(stamp, slop)
+        required_and_absent = info is None and which == "color"  # depth/camera_info is optional
+        if not matched and (self._info_per_frame[which] or required_and_absent):
+            deadline = time.monotonic() + 0.2
+            while not matched and time.monotonic() < deadline and self._running:
+                time.sleep(0.005)
+                info, matched = infos.pick(stamp, slop)
+        if matched:
+            self._info_per_frame[which] = True
+        return info
+
     def _set_registration(self, frame: Frame, cfg: NodeConfig, slop: int) -> None:
         mode = cfg.registration.mode
         if mode == "off":
             return
-        dinfo, _ = self._depth_info.pick(frame.stamp_ns, slop)
+        dinfo = self._pick_info(self._depth_info, "depth", frame.stamp_ns, slop)
         if dinfo is None:
             if mode == "on":
                 raise InputError("camera_info_missing", "registration.mode is 'on' but no depth/camera_info received")
@@ -263,7 +301,7 @@ class SamOvsegNode(Node):
             tx, ty, tz, qx, qy, qz, qw = t.x, t.y, t.z, q.x, q.y, q.z, q.w
         else:
             if self._throttle.ok("identity_extrinsic"):
-                self.get_logger().warn("registering depth to color with an identity extrinsic: set "
+                self.get_logger().warning("registering depth to color with an identity extrinsic: set "
                                        "registration.depth_to_color or publish depth_to_color")
             return np.eye(3), np.zeros(3)
         try:
@@ -329,6 +367,15 @@ class SamOvsegNode(Node):
 
     # ---------------------------------------------------------------- diagnostics
     def _report(self) -> None:
+        st = self._sync.stats
+        arrived = (st.color_msgs, st.depth_msgs)
+        if (st.pairs == self._last_pairs and arrived[0] > self._last_arrived[0]
+                and arrived[1] > self._last_arrived[1]):
+            self.get_logger().warning(
+                f"color and depth arrive but never pair: latest stamps differ by "
+                f"{abs(st.last_color_ns - st.last_depth_ns) / 1e6:.1f} ms > sync.slop "
+                f"{self.config().sync.slop * 1e3:.1f} ms; raise sync.slop or use aligned, synchronised streams")
+        self._last_pairs, self._last_arrived = st.pairs, arrived
         snap = self.stats.snapshot()
         snap["counts"]["dropped"] = self._jobs.dropped
         self.get_logger().info("status: " + NodeStats.format(snap))

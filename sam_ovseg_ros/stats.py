@@ -73,8 +73,9 @@ class NodeStats:
                  f"dropped {c.get('dropped', 0)}, bad {sum(snap['bad_input'].values())}"]
         if snap["stage_median_ms"]:
             parts.append("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in snap["stage_median_ms"].items()))
-        if snap["output_age_median_ms"] is not None:
-            parts.append(f"output age {snap['output_age_median_ms']:.0f} ms")
+        age = snap["output_age_median_ms"]
+        if age is not None and abs(age) < 3_600_000:  # stamps of another clock (an old bag): not an age
+            parts.append(f"output age {age:.0f} ms")
         if snap["bad_input"]:
             parts.append("bad input: " + ", ".join(f"{k} {v}" for k, v in sorted(snap["bad_input"].items())))
         return "; ".join(parts)

@@ -25,6 +25,10 @@ class SyncStats:
     resets: int = 0
     duplicates: int = 0
     unmatched: int = 0
+    last_color_ns: int = -1
+    last_depth_ns: int = -1
+    color_msgs: int = 0
+    depth_msgs: int = 0
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PairSync(Generic[T]):
     def __post_init__(self) -> None:
         self._color: deque[tuple[int, T]] = deque(maxlen=self.queue_size)
         self._depth: deque[tuple[int, T]] = deque(maxlen=self.queue_size)
-        self._newest = -1
+        self._newest = {"color": -1, "depth": -1}
         self._last_pair_color = -1
         self._lock = threading.Lock()
 
@@ -45,7 +49,7 @@ class PairSync(Generic[T]):
         with self._lock:
             self._color.clear()
             self._depth.clear()
-            self._newest = -1
+            self._newest = {"color": -1, "depth": -1}
             self._last_pair_color = -1
 
     def add_color(self, stamp_ns: int, item: T) -> tuple[int, T, T] | None:
@@ -53,13 +57,17 @@ class PairSync(Generic[T]):
             if stamp_ns == self._last_pair_color or any(s == stamp_ns for s, _ in self._color):
                 self.stats.duplicates += 1
                 return None
-            self._check_time(stamp_ns)
+            self._check_time("color", stamp_ns)
+            self.stats.last_color_ns = stamp_ns
+            self.stats.color_msgs += 1
             self._push(self._color, stamp_ns, item)
             return self._match()
 
     def add_depth(self, stamp_ns: int, item: T) -> tuple[int, T, T] | None:
         with self._lock:
-            self._check_time(stamp_ns)
+            self._check_time("depth", stamp_ns)
+            self.stats.last_depth_ns = stamp_ns
+            self.stats.depth_msgs += 1
             self._push(self._depth, stamp_ns, item)
             return self._match()
 
@@ -68,17 +76,18 @@ class PairSync(Generic[T]):
             self.stats.unmatched += 1
         buf.append((stamp_ns, item))
 
-    def _check_time(self, stamp_ns: int) -> None:
-        if self._newest >= 0 and stamp_ns < self._newest - BACKWARD_RESET_NS:
-            old = self._newest
+    def _check_time(self, stream: str, stamp_ns: int) -> None:
+        """A stream going back in time (per stream: topics interleave freely) resets both buffers."""
+        newest = self._newest[stream]
+        if newest >= 0 and stamp_ns < newest - BACKWARD_RESET_NS:
             self._color.clear()
             self._depth.clear()
             self._last_pair_color = -1
-            self._newest = stamp_ns
+            self._newest = {"color": -1, "depth": -1}
             self.stats.resets += 1
             if self.on_reset:
-                self.on_reset(old, stamp_ns)
-        self._newest = max(self._newest, stamp_ns)
+                self.on_reset(newest, stamp_ns)
+        self._newest[stream] = max(self._newest[stream], stamp_ns)
 
     def _match(self) -> tuple[int, T, T] | None:
         """The newest color that has a depth within slop, paired with its nearest depth."""

@@ -165,8 +165,10 @@ class Harness:
     def publish(self, rgb, depth, k, stamp_ns: int, color_encoding="rgb8", depth_encoding=None,
                 frame_id="camera_color_optical_frame", info=True) -> None:
         h, w = rgb.shape[:2]
-        if info:
-            self.pub_info.publish(info_msg(k, w, h, stamp_ns, frame_id))
+        if info:  # the node takes camera_info best effort: send it twice, a moment ahead of the images
+            for _ in range(2):
+                self.pub_info.publish(info_msg(k, w, h, stamp_ns, frame_id))
+            time.sleep(0.02)
         enc = depth_encoding or ("16UC1" if depth.dtype == np.uint16 else "32FC1")
         self.pub_depth.publish(image_msg(depth, enc, stamp_ns, frame_id))
         self.pub_color.publish(image_msg(rgb, color_encoding, stamp_ns, frame_id))

@@ -51,6 +51,15 @@ def test_backwards_jump_resets_buffers():
     assert s.add_color(10_000 * MS, "c2") is None  # the pre-loop stamp is not a duplicate any more
 
 
+def test_interleaved_topics_are_not_a_loop():
+    """Depth of three frames before their colors (DDS does not order across topics): no reset."""
+    s = PairSync(0, 10)
+    for i in range(3):
+        s.add_depth((100 + i) * 1000 * MS, f"d{i}")
+    assert s.add_color(100_000 * MS, "c0") == (100_000 * MS, "c0", "d0")
+    assert s.stats.resets == 0
+
+
 def test_buffers_are_bounded():
     s = PairSync(0, 3)
     for i in range(100):
