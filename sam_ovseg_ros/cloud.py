@@ -96,16 +96,19 @@ def dense_points(pts: np.ndarray) -> np.ndarray:
     return pts[np.isfinite(pts["z"])].reshape(1, -1)
 
 
-def centroids(pts: np.ndarray, instance: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean xyz of each instance 1..n over its valid points, (n, 3) float64 (NaN where none), and counts."""
-    ids = instance.ravel()
-    z = pts["z"].ravel()
-    ok = np.isfinite(z) & (ids > 0)
-    ids = ids[ok]
-    counts = np.bincount(ids, minlength=n + 1)[1:]
-    out = np.full((n, 3), np.nan)
-    for j, name in enumerate(("x", "y", "z")):
-        sums = np.bincount(ids, weights=pts[name].ravel()[ok].astype(np.float64), minlength=n + 1)[1:]
+def centroids(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, instance: np.ndarray,
+              n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean xyz of each instance 1..n over its valid points, (n, 3) float64 (NaN where none), and counts.
+
+    x and y are computed exactly as the cloud computes them (same float32 products), so a centroid
+    is the mean of the instance's cloud points, without building the cloud.
+    """
+    rx, ry = bp.rays(k)
+    ids = np.where(np.isfinite(depth_m), instance, 0).ravel()  # invalid points go to bin 0 (dropped)
+    counts = np.bincount(ids, minlength=n + 1)[1:n + 1]
+    out = np.empty((n, 3))
+    for j, field in enumerate((depth_m * rx, depth_m * ry, depth_m)):
+        sums = np.bincount(ids, weights=field.ravel(), minlength=n + 1)[1:n + 1]  # NaNs only reach bin 0
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, j] = sums / counts
     return out, counts

@@ -79,9 +79,40 @@ def fixed_normalized(depth_m: np.ndarray, min_m: float, max_m: float) -> np.ndar
     return np.clip(n, 0.0, 1.0, out=n)
 
 
+@lru_cache(maxsize=4)
+def _inverse_table(scale: float) -> np.ndarray:
+    """1/(D_mm + 1e-6) for every uint16 value, exactly as the seed computes it per pixel."""
+    t = np.divide(1.0, np.arange(65536) * (scale * 1000.0) + 1e-6)
+    t.setflags(write=False)
+    return t
+
+
+def render_seed_uint16(depth: np.ndarray, scale: float, colormap: str) -> np.ndarray:
+    """The seed rule for 16-bit depth via per-value tables: the float64 arithmetic of every possible
+    value is done once (65536 entries), then each pixel is two table look-ups. Bit-identical to
+    computing it per pixel, about 5x faster at 640x480."""
+    inv = _inverse_table(scale)
+    lut = colormap_lut(colormap)
+    dmax = int(depth.max())
+    if dmax == 0:
+        return np.broadcast_to(lut[0], depth.shape + (3,)).copy()
+    dmin = int((depth - np.uint16(1)).min()) + 1  # 0 wraps to 65535: the smallest valid value
+    hi = inv[dmin]
+    lo = 0.0 if np.count_nonzero(depth) < depth.size else inv[dmax]  # invalid pixels hold 0 in the float image
+    if hi <= lo:
+        return np.broadcast_to(lut[0], depth.shape + (3,)).copy()
+    n = (inv[: dmax + 1] - lo) / (hi - lo)
+    n[0] = 0.0  # invalid
+    idx = (n * lut.shape[0]).astype(np.intp)
+    np.clip(idx, 0, lut.shape[0] - 1, out=idx)
+    return np.take(lut[idx], depth, axis=0)  # one gather from a per-value colour table
+
+
 def render(depth: np.ndarray, depth_m: np.ndarray, normalization: str, colormap: str,
            scale: float, min_m: float, max_m: float) -> np.ndarray:
     """H x W x 3 uint8 RGB depth image (what SAM sees in ``sam.input: depth``)."""
+    if normalization == "seed" and depth.dtype == np.uint16:
+        return render_seed_uint16(depth, scale, colormap)
     if normalization == "seed":
         n = seed_normalized(depth, scale)
     elif normalization == "fixed":

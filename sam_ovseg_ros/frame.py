@@ -51,8 +51,8 @@ class FrameResult:
     depth_colormap: np.ndarray  # H x W x 3 uint8
     instances: np.ndarray  # H x W uint16
     semantic: np.ndarray  # H x W uint16
-    overlay: np.ndarray  # H x W x 3 uint8
-    points: np.ndarray | None  # POINT_DTYPE, (H, W) or (1, N)
+    overlay: np.ndarray | None  # H x W x 3 uint8; None when nobody subscribes
+    points: np.ndarray | None  # POINT_DTYPE, (H, W) or (1, N); None when off or nobody subscribes
     segments: list[Segment]
     class_names: list[str]
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds

@@ -10,29 +10,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def vote(labels: np.ndarray, masks: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(M,) majority class of each (M, H, W) mask over ``labels`` (H, W; -1 = no label), and its share.
+def vote(labels: np.ndarray, masks: np.ndarray, num_classes: int, boxes: np.ndarray | None = None,
+         index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Majority class of each mask over ``labels`` (H, W; -1 = no label), and its share.
 
-    Pixels are grouped by label once (a stable sort), then each mask's counts per label are
-    segment sums over that order: O(M * H * W) bytes touched, no per-pixel Python.
+    ``masks`` (M, H, W) bool; ``index`` picks and orders the masks to vote for (default: all),
+    without copying them. With ``boxes`` (x0, y0, x1, y1 inclusive, enclosing each mask) every count
+    runs inside the mask's box only: work is the sum of box areas, not one full image per mask.
     """
-    m = masks.shape[0]
-    if m == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    sorted_labels = flat[order]
-    valid_from = np.searchsorted(sorted_labels, 0)  # skip -1 (unlabelled) pixels
-    order, sorted_labels = order[valid_from:], sorted_labels[valid_from:]
-    counts = np.zeros((m, num_classes), np.int64)
-    if len(order):
-        present, starts = np.unique(sorted_labels, return_index=True)
-        gathered = masks.reshape(m, -1)[:, order]
-        counts[:, present] = np.add.reduceat(gathered, starts, axis=1, dtype=np.int64)
+    from .instances import _crop
+
+    index = np.arange(masks.shape[0]) if index is None else np.asarray(index)
+    m = len(index)
+    counts = np.zeros((m, num_classes + 1), np.int64)  # column 0: unlabelled (-1)
+    shifted = (labels + 1).astype(np.uint8 if num_classes < 255 else np.int32)  # small copies per mask
+    for i, j in enumerate(index):
+        ys, xs = _crop(boxes, j)
+        counts[i] = np.bincount(shifted[ys, xs][masks[j][ys, xs]], minlength=num_classes + 1)[: num_classes + 1]
+    counts = counts[:, 1:]
     total = counts.sum(axis=1)
     classes = np.where(total > 0, counts.argmax(axis=1), -1)  # argmax: first maximum = lowest index
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, counts.max(axis=1) / np.maximum(total, 1), 0.0)
+    share = np.where(total > 0, counts.max(axis=1, initial=0) / np.maximum(total, 1), 0.0)
     return classes, share.astype(np.float32)
 
 

@@ -10,15 +10,24 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from . import cloud
 from .frame import Segment
 
 
-def masks_to_instances(masks: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _crop(boxes: np.ndarray | None, i: int) -> tuple[slice, slice]:
+    """The (inclusive, segment-anything style) box of mask i as slices; whole image without boxes."""
+    if boxes is None:
+        return slice(None), slice(None)
+    x0, y0, x1, y1 = (int(v) for v in boxes[i])
+    return slice(y0, y1 + 1), slice(x0, x1 + 1)
+
+
+def masks_to_instances(masks: np.ndarray, areas: np.ndarray,
+                       boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) uint16 instance image and, per id 1..N, the index of its mask in ``masks``.
 
-    ``masks`` is (M, H, W) bool. The returned order has N <= M entries: ``order[i]`` is the
-    mask shown as id i + 1.
+    ``masks`` is (M, H, W) bool, ``boxes`` (M, 4) x0, y0, x1, y1 inclusive boxes enclosing each
+    mask (work stays inside them). Masks are painted largest first, so the smallest covering mask
+    ends on top. The returned order has N <= M entries: ``order[i]`` is the mask shown as id i + 1.
     """
     m = masks.shape[0]
     if m == 0:
@@ -26,11 +35,11 @@ def masks_to_instances(masks: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray
     if m > 65535:
         raise ValueError("more than 65535 masks do not fit a 16-bit instance image")
     order = np.lexsort((np.arange(m), -np.asarray(areas)))  # area descending, stable
-    stacked = masks[order]
-    # the last covering mask in area-descending order is the smallest one
-    last = m - 1 - np.argmax(stacked[::-1], axis=0)
-    covered = stacked.any(axis=0)
-    rank = np.where(covered, last + 1, 0)
+    rank = np.zeros(masks.shape[1:], np.uint16 if m < 65535 else np.uint32)
+    for pos, i in enumerate(order):
+        ys, xs = _crop(boxes, i)
+        view = rank[ys, xs]
+        view[masks[i][ys, xs]] = pos + 1
     visible = np.bincount(rank.ravel(), minlength=m + 1)[1:] > 0
     remap = np.zeros(m + 1, np.uint16)
     remap[1:][visible] = np.arange(1, int(visible.sum()) + 1, dtype=np.uint16)
@@ -48,20 +57,18 @@ def bboxes(instances: np.ndarray, n: int) -> np.ndarray:
 
 def segments_from_instances(instances: np.ndarray, scores: np.ndarray, classes: np.ndarray,
                             class_scores: np.ndarray, class_names: list[str],
-                            points: np.ndarray | None) -> list[Segment]:
+                            centroids: tuple[np.ndarray, np.ndarray] | None = None) -> list[Segment]:
     """One Segment per id 1..N, consistent with the instance image and the cloud by construction.
 
     ``classes`` are vocabulary indices per id (-1: none); Segment.class_id is that + 1.
+    ``centroids`` is ``cloud.centroids(...)`` (means of the instances' valid cloud points, counts).
     """
     n = len(scores)
     if n == 0:
         return []
-    areas = np.bincount(instances.ravel(), minlength=n + 1)[1:]
+    areas = np.bincount(instances.ravel(), minlength=n + 1)[1:n + 1]
     boxes = bboxes(instances, n)
-    if points is not None:
-        cents, counts = cloud.centroids(points, instances, n)
-    else:
-        cents, counts = np.full((n, 3), np.nan), np.zeros(n, np.int64)
+    cents, counts = centroids if centroids is not None else (np.full((n, 3), np.nan), np.zeros(n, np.int64))
     segs = []
     for i in range(n):
         cid = int(classes[i]) + 1 if len(classes) else 0  # vocabulary index (-1 none) -> class_id

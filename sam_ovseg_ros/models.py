@@ -73,9 +73,9 @@ class Models:
         with self._oom_guard("sam"):
             return self.generator.generate(image, params_for(cfg.sam, cfg.profile))
 
-    def classify(self, rgb: np.ndarray, masks: np.ndarray, class_names: list[str], cfg: NodeConfig,
-                 times: dict) -> Classification:
-        """One class per mask (masks: (N, H, W) bool, the SAM masks of the visible instances)."""
+    def classify(self, rgb: np.ndarray, masks: np.ndarray, boxes: np.ndarray, order: np.ndarray,
+                 class_names: list[str], cfg: NodeConfig, times: dict) -> Classification:
+        """One class per instance: ``masks[order[i]]`` (with its inclusive box) is instance i + 1."""
         n_vocab = len(class_names)
         labels = None
         need_map = cfg.fusion.mode == "vote" or cfg.fusion.uncovered == "keep_ovseg"
@@ -93,9 +93,9 @@ class Models:
                 times["ovseg"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if cfg.fusion.mode == "vote":
-                classes, scores = fusion.vote(labels, masks, n_vocab)
+                classes, scores = fusion.vote(labels, masks, n_vocab, boxes, order)
             else:
-                probs = self.ovseg.classify_masks(rgb, masks, class_names).float().cpu().numpy()
+                probs = self.ovseg.classify_masks(rgb, masks[order], class_names).float().cpu().numpy()
                 classes = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
                 scores = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
                 classes = fusion.drop_extra_classes(classes, n_vocab)
@@ -117,8 +117,8 @@ class Models:
         t0 = time.perf_counter()
         yy, xx = np.mgrid[0:480, 0:640]
         img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
-        masks = self.segment(img, cfg).masks[:4]
-        self.classify(img, masks, class_names, cfg, {})
+        sam = self.segment(img, cfg)
+        self.classify(img, sam.masks, sam.boxes, np.arange(min(4, len(sam.masks))), class_names, cfg, {})
         return time.perf_counter() - t0
 
 

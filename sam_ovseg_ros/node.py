@@ -27,11 +27,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from . import config as config_mod, image_codec, messages, models, topics, vocabulary
+from . import config as config_mod, depth as depth_mod, image_codec, messages, models, topics, vocabulary
 from .cloud import Intrinsics
 from .config import ConfigError, NodeConfig
 from .frame import Frame, InputError
-from .pipeline import Pipeline
+from .pipeline import Outputs, Pipeline
 from .registration import quat_to_matrix
 from .stats import NodeStats, Throttle
 from .sync import LatestSlot, PairSync, StampedLatest
@@ -65,6 +65,7 @@ class SamOvsegNode(Node):
                                f"sync.slop={cfg.sync.slop}s, {len(cfg.classes)} classes")
         self.models = models.build(cfg, log=self.get_logger().info)
         self.pipeline = Pipeline(self.models)
+        depth_mod.colormap_lut(cfg.depth.colormap)  # matplotlib's import and the LUT, before the first frame
 
         self._sync: PairSync[Image] = PairSync(int(round(cfg.sync.slop * 1e9)), cfg.sync.queue_size,
                                                on_reset=self._on_time_reset)
@@ -319,7 +320,9 @@ class SamOvsegNode(Node):
             try:
                 frame = self._decode(job, cfg)
                 decode_s = time.perf_counter() - t0
-                result = self.pipeline.process(frame, cfg)
+                want = Outputs(points=self.pub_points.get_subscription_count() > 0,
+                               overlay=self.pub_overlay.get_subscription_count() > 0)
+                result = self.pipeline.process(frame, cfg, want)
             except InputError as exc:
                 self._warn(exc.kind, str(exc))
                 continue
@@ -358,7 +361,8 @@ class SamOvsegNode(Node):
         self.pub_depth.publish(messages.image(r.depth_colormap, "rgb8", header))
         self.pub_instances.publish(messages.image(r.instances, "16UC1", header))
         self.pub_semantic.publish(messages.image(r.semantic, "16UC1", header))
-        self.pub_overlay.publish(messages.image(r.overlay, "rgb8", header))
+        if r.overlay is not None:
+            self.pub_overlay.publish(messages.image(r.overlay, "rgb8", header))
         if r.points is not None:
             self.pub_points.publish(messages.point_cloud(r.points, header))
         self.pub_segments.publish(messages.segment_array(r.segments, header))

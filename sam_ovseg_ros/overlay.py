@@ -29,12 +29,14 @@ def _make_palette(n: int = 256) -> np.ndarray:
 
 
 PALETTE = _make_palette()
+# colour of every possible uint16 id (id 0 black): one gather colours an instance image
+PALETTE_BY_ID = PALETTE[np.concatenate([[0], (np.arange(1, 65536) - 1) % 255 + 1])]
+PALETTE_BY_ID.setflags(write=False)
 
 
 def colors_of(ids: np.ndarray) -> np.ndarray:
     """Palette colour of each id (id 0 -> black)."""
-    ids = np.asarray(ids)
-    return np.where((ids == 0)[..., None], 0, PALETTE[((ids.astype(np.int64) - 1) % 255) + 1])
+    return np.take(PALETTE_BY_ID, np.asarray(ids).astype(np.intp) & 0xFFFF, axis=0)
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
@@ -45,47 +47,65 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def caption_points(instances: np.ndarray, n: int) -> np.ndarray:
-    """(n, 2) int (x, y) for ids 1..n: deepest pixel of each id's largest component (-1 if none)."""
+def caption_points(instances: np.ndarray, n: int, step: int = 4) -> np.ndarray:
+    """(n, 2) int (x, y) for ids 1..n: the most interior pixel of each id's largest component.
+
+    Worked out on every ``step``-th pixel (a caption needs no sub-pixel accuracy): components,
+    distance transform and per-component maxima on the subsampled image; the chosen sample is a
+    pixel of the full image, so it lies inside its instance. Instances too small to survive the
+    subsampling get a pixel from their own box. -1 where an id has no pixel.
+    """
     out = np.full((n, 2), -1, np.int64)
     if n == 0:
         return out
-    inner = (instances > 0) & ~boundaries(instances)
-    comps, ncomp = ndimage.label(inner, structure=np.ones((3, 3), bool))
-    if ncomp == 0:
-        return out
-    comp_ids = np.asarray(ndimage.maximum(instances, comps, np.arange(1, ncomp + 1))).astype(np.int64)
-    sizes = np.bincount(comps.ravel(), minlength=ncomp + 1)[1:]
-    order = np.lexsort((sizes, comp_ids))  # by id, then size ascending -> last per id is the largest
-    last = np.ones(ncomp, bool)
-    last[:-1] = comp_ids[order][:-1] != comp_ids[order][1:]
-    best = order[last]  # component index (0-based) of the largest component of each present id
-    dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3)
-    pos = ndimage.maximum_position(dist, comps, best + 1)
-    for ci, (y, x) in zip(best, pos):
-        out[comp_ids[ci] - 1] = (x, y)
+    off = step // 2
+    small = instances[off::step, off::step]
+    inner = (small > 0) & ~boundaries(small)
+    comps, ncomp = ndimage.label(inner)  # 4-connected: boundary pixels separate different ids
+    if ncomp:
+        comp_ids = np.asarray(ndimage.maximum(small, comps, np.arange(1, ncomp + 1))).astype(np.int64)
+        sizes = np.bincount(comps.ravel(), minlength=ncomp + 1)[1:]
+        order = np.lexsort((sizes, comp_ids))  # by id, then size ascending: the last per id is the largest
+        last = np.ones(ncomp, bool)
+        last[:-1] = comp_ids[order][:-1] != comp_ids[order][1:]
+        best = order[last]
+        dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3)
+        for ci, (y, x) in zip(best, ndimage.maximum_position(dist, comps, best + 1)):
+            out[comp_ids[ci] - 1] = (x * step + off, y * step + off)
+    missing = np.nonzero(out[:, 0] < 0)[0]
+    if len(missing):  # too small or thin for the subsampled image: the deepest pixel inside their own box
+        objects = ndimage.find_objects(instances, max_label=n)
+        for i in missing:
+            sl = objects[i]
+            if sl is None:
+                continue
+            own = np.pad((instances[sl] == i + 1).astype(np.uint8), 1)
+            dist = cv2.distanceTransform(own, cv2.DIST_L2, 3)
+            y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+            out[i] = (x - 1 + sl[1].start, y - 1 + sl[0].start)
     return out
 
 
 def draw(color: np.ndarray, instances: np.ndarray, segments: list[Segment]) -> np.ndarray:
-    """H x W x 3 uint8: blended instance colours, outlines, and a caption per segment."""
-    img = color.astype(np.float32)
-    fg = instances > 0
-    tint = colors_of(instances).astype(np.float32)
-    img[fg] = img[fg] * (1 - ALPHA) + tint[fg] * ALPHA
-    out = img.astype(np.uint8)
+    """H x W x 3 uint8: instance colours blended 50/50, outlines, and a caption per segment."""
+    color = np.ascontiguousarray(color)
+    tint = np.take(PALETTE_BY_ID, instances, axis=0)
+    blended = cv2.addWeighted(color, 1.0 - ALPHA, tint, ALPHA, 0.0)
+    out = color.copy()
+    np.copyto(out, blended, where=(instances > 0)[..., None])
     out[boundaries(instances)] = (255, 255, 250)  # ids differ, so one side is an instance
     if segments:
         pts = caption_points(instances, len(segments))
         scale = max(0.35, min(color.shape[:2]) / 1000.0)
-        for seg, (x, y) in zip(segments, pts):
+        text_colors = np.maximum(colors_of(np.array([s.id for s in segments])), 110).tolist()
+        h, w = out.shape[:2]
+        for seg, (x, y), bright in zip(segments, pts.tolist(), text_colors):
             if x < 0:
                 continue
             text = seg.class_name or f"#{seg.id}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            x0 = int(np.clip(x - tw // 2, 0, max(0, out.shape[1] - tw)))
-            y0 = int(np.clip(y + th // 2, th, out.shape[0] - base))
+            x0 = min(max(x - tw // 2, 0), max(0, w - tw))
+            y0 = min(max(y + th // 2, th), h - base)
             cv2.rectangle(out, (x0 - 1, y0 - th - 1), (x0 + tw + 1, y0 + base), (0, 0, 0), cv2.FILLED)
-            bright = np.maximum(colors_of(np.array([seg.id]))[0], 110).tolist()
             cv2.putText(out, text, (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, scale, bright, 1, cv2.LINE_AA)
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +28,14 @@ class StageTimer:
             yield
         finally:
             self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Which costly outputs to build (the node asks its publishers whether anyone subscribes)."""
+
+    points: bool = True
+    overlay: bool = True
 
 
 class Pipeline:
@@ -67,7 +76,9 @@ class Pipeline:
         reg = registration.register(depth_m, frame.depth_k, frame.k, rot, trans)
         return reg, reg
 
-    def process(self, frame: Frame, cfg: NodeConfig) -> FrameResult:
+    def process(self, frame: Frame, cfg: NodeConfig, want: "Outputs | None" = None) -> FrameResult:
+        """All stages of one frame; ``want`` skips building outputs nobody listens to (lazy)."""
+        want = want or Outputs()
         timer = StageTimer()
         self.check(frame, cfg)
         with timer("depth"):
@@ -87,27 +98,29 @@ class Pipeline:
             masks = self.models.segment(sam_image, cfg)  # times itself: sam_encoder/decoder/postprocess
             timer.times.update(masks.timings)
             with timer("instances"):
-                instances, order = masks_to_instances(masks.masks, masks.areas)
+                instances, order = masks_to_instances(masks.masks, masks.areas, masks.boxes)
                 scores = masks.scores[order]
-            cls = self.models.classify(frame.color, masks.masks[order], class_names, cfg, timer.times)
+            cls = self.models.classify(frame.color, masks.masks, masks.boxes, order, class_names, cfg, timer.times)
             with timer("fusion"):
                 classes, class_scores = cls.classes, cls.scores
                 semantic = fusion.semantic_image(instances, classes, cls.uncovered)
 
-        points = None
-        with timer("cloud"):
-            if cfg.cloud.enabled:
-                points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
         with timer("segments"):
-            segments = segments_from_instances(instances, scores, classes, class_scores, class_names, points)
-            if points is not None and not cfg.cloud.organized:
-                points = cloud.dense_points(points)
-        with timer("overlay"):
-            overlay = overlay_mod.draw(frame.color, instances, segments)
+            cents = cloud.centroids(self._bp, depth_m, frame.k, instances, len(scores))
+            segments = segments_from_instances(instances, scores, classes, class_scores, class_names, cents)
+        points = overlay = None
+        if cfg.cloud.enabled and want.points:
+            with timer("cloud"):
+                points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
+                if not cfg.cloud.organized:
+                    points = cloud.dense_points(points)
+        if want.overlay:
+            with timer("overlay"):
+                overlay = overlay_mod.draw(frame.color, instances, segments)
         if cfg.debug.delay_s > 0:
             with timer("debug_delay"):
                 time.sleep(cfg.debug.delay_s)
         return FrameResult(colormap, instances, semantic, overlay, points, segments, class_names, timer.times)
 
 
-__all__ = ["Pipeline", "StageTimer", "Segment"]
+__all__ = ["Outputs", "Pipeline", "StageTimer", "Segment"]

@@ -9,7 +9,8 @@ most of the official generator's run time; masks emptied by small-region clean-u
 from a state_dict file through the same loader as a real checkpoint. Random weights give every
 ConvTranspose tap its own random kernel, which paints a 4x4 checkerboard over every mask; the
 tiny model averages each ConvTranspose kernel over its 2x2 taps so masks become coherent regions.
-Seed 21 yields 3-9 masks of >= 500 px with boxes under 80 % of the frame on the ScanNet samples.
+Seed 21 (of 40 tried) yields 3-6 masks of >= 500 px with boxes under 80 % of the frame on
+the ScanNet samples, on the rendered depth and on RGB.
 """
 from __future__ import annotations
 

@@ -56,8 +56,9 @@ def test_centroids_are_means_of_valid_points():
     inst[0:5, 0:5] = 3
     d = d.copy()
     d[0:5, 0:5] = 0  # instance 3 has no valid depth
-    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
-    cents, counts = cloud.centroids(pts, inst, 3)
+    bp, kk, dm = cloud.Backprojector(), Intrinsics.from_k(k, 640, 480), depth.to_metres(d, 0.001)
+    pts = cloud.build_points(bp, dm, rgb, kk)
+    cents, counts = cloud.centroids(bp, dm, kk, inst, 3)
     for i in (1, 2):
         sel = (inst == i) & (d > 0)
         assert counts[i - 1] == sel.sum()

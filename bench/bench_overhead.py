@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""CPU time of everything around the models, per 640x480 frame (ScanNet frames, medians).
+
+Stages: decode (sensor_msgs/Image -> numpy), depth render, instances, fusion (vote + semantic
+image), cloud, segments, overlay, message build + publish (to a subscriber in another process).
+SAM-like masks are synthesised (default 100 per frame, 100 px .. 40 % of the image, overlapping)
+so the per-mask stages see real counts; the OVSeg label map is a 20-class map of the image.
+
+The same run times naive references written the way the original code does it: fusion with a
+full-image np.unique per mask and painting per mask (seed predictor.py), and a cloud built by
+per-mask group/label assignment plus per-point struct packing (as sensor_msgs_py.create_cloud).
+
+    python bench/bench_overhead.py [--frames 60] [--masks 100] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", "97")
+
+from sam_ovseg_ros import cloud, depth, fusion, image_codec, instances, overlay  # noqa: E402
+from sam_ovseg_ros.cloud import Intrinsics  # noqa: E402
+from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
+
+
+def synthetic_masks(rgb: np.ndarray, d: np.ndarray, m: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masks, areas, inclusive boxes) with SAM-like count, sizes and overlaps."""
+    h, w = d.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks = np.zeros((m, h, w), bool)
+    for i in range(m):
+        cy, cx = rng.integers(0, h), rng.integers(0, w)
+        area = float(np.exp(rng.uniform(np.log(100), np.log(0.4 * h * w))))
+        ry = np.sqrt(area / np.pi) * rng.uniform(0.5, 2.0)
+        rx = area / np.pi / ry
+        ell = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        band = np.abs(d.astype(np.int32) - int(d[cy, cx])) < 250  # follow the depth like SAM on depth
+        masks[i] = ell & band if (ell & band).sum() >= 50 else ell
+    areas = masks.reshape(m, -1).sum(1)
+    boxes = np.zeros((m, 4), np.int64)
+    for i, sl in enumerate(masks):
+        ys, xs = np.nonzero(sl)
+        boxes[i] = (xs.min(), ys.min(), xs.max(), ys.max())
+    return masks, areas, boxes
+
+
+def label_map(rgb: np.ndarray, k: int = 20) -> np.ndarray:
+    q = (rgb[..., 0] // 64) * 16 + (rgb[..., 1] // 64) * 4 + rgb[..., 2] // 64
+    return (q % k).astype(np.int64)
+
+
+# ------------------------------------------------------------------ naive references (original style)
+def naive_fusion(labels: np.ndarray, masks: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """seed predictor.py: per mask np.unique over the label map, paint largest first."""
+    fused = np.zeros(labels.shape, np.int64) - 1
+    classes = []
+    for i in range(len(masks)):
+        vals, cnt = np.unique(labels[masks[i]], return_counts=True)
+        classes.append(vals[np.argmax(cnt)])
+    for i in np.argsort(-areas, kind="stable"):
+        fused[masks[i]] = classes[i]
+    return fused
+
+
+def naive_cloud(d: np.ndarray, rgb: np.ndarray, k: Intrinsics, masks, areas, classes) -> bytes:
+    """seed build_pcd style group/label per mask, then per-point struct packing (create_cloud style)."""
+    h, w = d.shape
+    v, u = np.mgrid[0:h, 0:w]
+    z = d / 1000.0
+    x, y = (u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy
+    group = np.zeros((h, w), np.int64)
+    sem = np.zeros((h, w), np.int64)
+    for i in np.argsort(-areas, kind="stable"):
+        group[masks[i]] = i + 1
+        sem[masks[i]] = classes[i] + 1
+    buf = bytearray(24 * h * w)
+    pack = struct.Struct("<ffffII").pack_into
+    xf, yf, zf, gf, sf = x.ravel(), y.ravel(), z.ravel(), group.ravel(), sem.ravel()
+    rgbf = rgb.reshape(-1, 3)
+    for i in range(h * w):
+        zz = zf[i]
+        if zz == 0:
+            xx = yy = zz = float("nan")
+        else:
+            xx, yy = xf[i], yf[i]
+        r, g, b = rgbf[i]
+        packed = struct.unpack("<f", struct.pack("<I", (int(r) << 16) | (int(g) << 8) | int(b)))[0]
+        pack(buf, 24 * i, xx, yy, zz, packed, int(sf[i]), int(gf[i]))
+    return bytes(buf)
+
+
+SINK = r"""
+import os, sys, rclpy
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image, PointCloud2
+from sam_ovseg_ros.msg import SegmentArray
+rclpy.init(); n = rclpy.create_node('bench_sink'); q = QoSProfile(depth=5)
+for t, name in ((Image, 'depth_colormap'), (Image, 'instances'), (Image, 'semantic'), (Image, 'overlay'),
+                (PointCloud2, 'points'), (SegmentArray, 'segments')):
+    n.create_subscription(t, '/bench/' + name, lambda m: None, q)
+print('ready', flush=True)
+try:
+    rclpy.spin(n)
+except BaseException:
+    pass
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--masks", type=int, default=100)
+    ap.add_argument("--naive-frames", type=int, default=3, help="the per-point naive cloud takes seconds")
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "overhead.json")
+    a = ap.parse_args()
+
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image, PointCloud2
+    from std_msgs.msg import Header
+
+    from sam_ovseg_ros import messages
+    from sam_ovseg_ros.msg import SegmentArray
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _, rgb, d, kk in load_frames():
+        masks, areas, boxes = synthetic_masks(rgb, d, a.masks, rng)
+        cmsg = messages.image(rgb, "rgb8", Header(frame_id="cam"))
+        dmsg = messages.image(d, "16UC1", Header(frame_id="cam"))
+        frames.append((cmsg, dmsg, Intrinsics.from_k(kk, 640, 480), masks, areas, boxes, label_map(rgb)))
+
+    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    sink.stdout.readline()
+    rclpy.init()
+    node = rclpy.create_node("bench_pub")
+    q = QoSProfile(depth=5)
+    pubs = {name: node.create_publisher(t, f"/bench/{name}", q) for t, name in (
+        (Image, "depth_colormap"), (Image, "instances"), (Image, "semantic"), (Image, "overlay"),
+        (PointCloud2, "points"), (SegmentArray, "segments"))}
+    end = time.monotonic() + 15
+    while time.monotonic() < end and any(p.get_subscription_count() == 0 for p in pubs.values()):
+        time.sleep(0.05)
+
+    bp = cloud.Backprojector()
+    names = ["wall%d" % i for i in range(20)]
+    times: dict[str, list[float]] = {}
+    cur: dict[str, float] = {}
+
+    def timed(stage, fn):
+        t0 = time.perf_counter()
+        r = fn()
+        cur[stage] = cur.get(stage, 0.0) + time.perf_counter() - t0
+        return r
+
+    depth.colormap_lut("inferno")
+    for i in range(a.frames + 3):
+        cmsg, dmsg, k, masks, areas, boxes, labels = frames[i % len(frames)]
+        rgb = timed("decode", lambda: image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24))
+        dep = timed("decode", lambda: image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24))
+        dm = timed("depth", lambda: depth.to_metres(dep, 0.001))
+        dc = timed("depth", lambda: depth.render(dep, dm, "seed", "inferno", 0.001, 0.3, 5.0))
+        inst, order = timed("instances", lambda: instances.masks_to_instances(masks, areas, boxes))
+        cls, share = timed("fusion", lambda: fusion.vote(labels, masks, 20, boxes, order))
+        sem = timed("fusion", lambda: fusion.semantic_image(inst, cls))
+        segs = timed("segments", lambda: instances.segments_from_instances(
+            inst, np.ones(len(order), np.float32), cls, share, names,
+            cloud.centroids(bp, dm, k, inst, len(order))))
+        pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst))
+        ov = timed("overlay", lambda: overlay.draw(rgb, inst, segs))
+        hdr = cmsg.header
+
+        def publish():
+            pubs["depth_colormap"].publish(messages.image(dc, "rgb8", hdr))
+            pubs["instances"].publish(messages.image(inst, "16UC1", hdr))
+            pubs["semantic"].publish(messages.image(sem, "16UC1", hdr))
+            pubs["overlay"].publish(messages.image(ov, "rgb8", hdr))
+            pubs["points"].publish(messages.point_cloud(pts, hdr))
+            pubs["segments"].publish(messages.segment_array(segs, hdr))
+        timed("publish", publish)
+        if i >= 3:  # warm-up frames do not count
+            for stage, sec in cur.items():
+                times.setdefault(stage, []).append(sec)
+        cur.clear()
+
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    foundation = ("decode", "depth", "cloud")
+    n = len(times["decode"])
+    found_total = statistics.median(
+        [sum(times[s][j] for s in foundation) + times["publish"][j] for j in range(n)]) * 1000
+    total = statistics.median([sum(times[s][j] for s in times) for j in range(n)]) * 1000
+    no_publish = statistics.median([sum(times[s][j] for s in times if s != "publish") for j in range(n)]) * 1000
+
+    # naive references on the same data
+    naive_f, ours_f, naive_c, ours_c = [], [], [], []
+    for j in range(a.naive_frames):
+        cmsg, dmsg, k, masks, areas, boxes, labels = frames[j % len(frames)]
+        rgb = image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24)
+        dep = image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24)
+        t0 = time.perf_counter()
+        fused = naive_fusion(labels, masks, areas)
+        naive_f.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        inst, order = instances.masks_to_instances(masks, areas, boxes)
+        cls, _ = fusion.vote(labels, masks, 20, boxes, order)
+        sem = fusion.semantic_image(inst, cls)
+        ours_f.append(time.perf_counter() - t0)
+        assert np.array_equal(np.where(inst > 0, sem.astype(np.int64) - 1, -1), fused)  # same answer
+        classes = np.zeros(len(masks), np.int64)
+        classes[order] = cls
+        t0 = time.perf_counter()
+        naive_cloud(dep, rgb, k, masks, areas, classes)
+        naive_c.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dm = depth.to_metres(dep, 0.001)
+        pts = cloud.build_points(bp, dm, rgb, k, sem, inst)
+        pts.tobytes()
+        ours_c.append(time.perf_counter() - t0)
+
+    res = {
+        "machine": f"{os.cpu_count()} CPU cores, {os.uname().machine}, Python {sys.version.split()[0]}",
+        "frames": n, "masks_per_frame": a.masks, "stage_median_ms": med,
+        "foundation_decode_depth_cloud_publish_ms": found_total,
+        "non_model_total_ms": total, "non_model_without_publish_ms": no_publish,
+        "naive_fusion_ms": statistics.median(naive_f) * 1000, "ours_fusion_ms": statistics.median(ours_f) * 1000,
+        "naive_cloud_ms": statistics.median(naive_c) * 1000, "ours_cloud_ms": statistics.median(ours_c) * 1000,
+    }
+    res["fusion_ratio"] = res["naive_fusion_ms"] / res["ours_fusion_ms"]
+    res["cloud_ratio"] = res["naive_cloud_ms"] / res["ours_cloud_ms"]
+    print(f"{res['machine']}; {n} frames of 640x480, {a.masks} masks each (medians, ms)")
+    for k_, v in med.items():
+        print(f"  {k_:10s} {v:8.2f}")
+    print(f"  foundation (decode+depth+cloud+publish) {found_total:.2f}; all non-model {total:.2f} "
+          f"(without publish {no_publish:.2f})")
+    print(f"  fusion  naive {res['naive_fusion_ms']:.1f} vs ours {res['ours_fusion_ms']:.1f}  -> {res['fusion_ratio']:.1f}x")
+    print(f"  cloud   naive {res['naive_cloud_ms']:.1f} vs ours {res['ours_cloud_ms']:.1f}  -> {res['cloud_ratio']:.0f}x")
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(res, indent=1))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    sink.terminate()
+    sink.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
