@@ -33,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clock", action="store_true", help="publish /clock from the bag time (use_sim_time)")
     p.add_argument("--wait", type=float, default=0.0, metavar="S",
                    help="wait up to S seconds for subscribers on the remapped topics before playing")
+    p.add_argument("--settle", type=float, default=0.5, metavar="S",
+                   help="after --wait saw every subscriber, wait S seconds more: a subscriber matches our "
+                        "publishers a little after we match it, and best-effort samples sent in between are lost")
     p.add_argument("--start-delay", type=float, default=0.0, metavar="S", help="sleep S seconds before playing")
     p.add_argument("--topics-only", nargs="+", default=None, metavar="T", help="play only these bag topics")
     p.add_argument("--qos-profile-overrides-path", type=Path, default=None,
@@ -120,6 +123,7 @@ class Player:
         while time.monotonic() < end:
             missing = [t for t in wanted if self.pubs[t][0].get_subscription_count() == 0]
             if not missing:
+                time.sleep(max(self.args.settle, 0.0))
                 return
             time.sleep(0.05)
         self.log(f"no subscriber on {missing} after {timeout:.0f} s; playing anyway")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
-from .weights import SAM_FILES, WeightsError, describe, verify
+from .weights import SAM_FILES, WeightsError, describe, save_state_dict, verify
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,7 @@ def make_tiny_checkpoint(path: Path, seed: int = TINY_SEED) -> Path:
         for m in model.mask_decoder.output_upscaling:
             if isinstance(m, torch.nn.ConvTranspose2d):
                 m.weight.copy_(m.weight.mean(dim=(2, 3), keepdim=True).expand_as(m.weight))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return path
+    return save_state_dict(model.state_dict(), path)
 
 
 def tiny_checkpoint(folder: Path) -> Path:

@@ -87,6 +87,17 @@ def verify(path: Path, spec: WeightSpec | None = None) -> None:
         pass  # read-only weights folder: verify again next time
 
 
+def save_state_dict(state_dict: dict, path: Path) -> Path:
+    """Write a checkpoint atomically (a reader never sees half a file)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state_dict, tmp)
+    tmp.replace(path)
+    return path
+
+
 def fetch(spec: WeightSpec, folder: Path, log=print) -> Path | None:
     """Download a direct-URL file into ``folder`` and verify it; None when the network refuses."""
     if "drive.google.com" in spec.url:

@@ -6,6 +6,7 @@ so ``wait_connected`` waits for matches on both sides before anything is sent.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -261,3 +262,19 @@ def cloud_array(msg) -> np.ndarray:
 
 def stamp_of(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+@contextlib.contextmanager
+def node_rig(namespace: str, params: dict, tmp_path_factory, reliability: str = "reliable"):
+    """A tiny-profile node process in ``namespace`` and a connected harness; the node must exit cleanly."""
+    node = NodeProcess(namespace, {"weights_dir": str(tmp_path_factory.mktemp("w")), **params},
+                       log_dir=tmp_path_factory.mktemp("logs"))
+    h = Harness(namespace, reliability)
+    try:
+        h.wait_connected(90)
+        yield node, h
+    finally:
+        h.close()
+        code = node.stop()
+        sys.stdout.write(node.log()[-3000:])
+        assert code == 0, "node did not exit cleanly"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from rosharness import Harness, NodeProcess, img, image_msg, info_msg, set_params, stamp_of
+from rosharness import img, image_msg, info_msg, node_rig, set_params, stamp_of
 from sam_ovseg_ros import depth
 from scannet import load
 
@@ -16,15 +16,8 @@ S = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def rig(rclpy_context, tmp_path_factory):
-    node = NodeProcess(NS, {"weights_dir": str(tmp_path_factory.mktemp("w")), "sync.slop": 0.0,
-                            "max_image_pixels": 1_000_000}, log_dir=tmp_path_factory.mktemp("logs"))
-    h = Harness(NS)
-    try:
-        h.wait_connected(90)
-        yield node, h
-    finally:
-        h.close()
-        assert node.stop() == 0
+    with node_rig(NS, {"sync.slop": 0.0, "max_image_pixels": 1_000_000}, tmp_path_factory) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ the seed's rendering, cloud points are the back-projection, cloud label/instance
 images at the same pixel, segments describe the instance image, semantic is the instance's class.
 """
 import math
-import sys
 
 import numpy as np
 import pytest
 
-from rosharness import Harness, NodeProcess, cloud_array, img, set_params, stamp_of
+from rosharness import cloud_array, img, node_rig, set_params, stamp_of
 from sam_ovseg_ros import depth
 from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
@@ -21,18 +20,8 @@ FRAME_ID = "camera_color_optical_frame"
 
 @pytest.fixture(scope="module")
 def rig(rclpy_context, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("logs")
-    node = NodeProcess(NS, {"weights_dir": str(tmp_path_factory.mktemp("w")), "sync.slop": 0.0,
-                            "diagnostics.period": 2.0}, log_dir=logs)
-    h = Harness(NS)
-    try:
-        h.wait_connected(90)
-        yield node, h
-    finally:
-        h.close()
-        code = node.stop()
-        sys.stdout.write(node.log()[-3000:])
-        assert code == 0, "node did not exit cleanly"
+    with node_rig(NS, {"sync.slop": 0.0, "diagnostics.period": 2.0}, tmp_path_factory) as r:
+        yield r
 
 
 def frame_outputs(h, rgb, d, k, stamp, **kw):

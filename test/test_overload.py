@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 
-from rosharness import Harness, NodeProcess, image_msg, info_msg, stamp_of
+from rosharness import image_msg, info_msg, node_rig, stamp_of
 from scannet import load
 
 NS = "t_load"
@@ -30,14 +30,10 @@ def rss_mb(pid: int) -> float:
 def run(rclpy_context, tmp_path_factory):
     # best effort end to end, as sensor streams usually run: a reliable stream into a busy receiver
     # adds seconds of repair latency (Fast DDS heartbeats) that is not the node's doing
-    node = NodeProcess(NS, {"weights_dir": str(tmp_path_factory.mktemp("w")), "sync.slop": 0.0,
-                            "debug.delay_s": 0.3, "diagnostics.period": 2.0, "qos.reliability": "best_effort"},
-                       log_dir=tmp_path_factory.mktemp("logs"))
-    h = Harness(NS, reliability="best_effort")
-    diags = []
-    h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    try:
-        h.wait_connected(90)
+    params = {"sync.slop": 0.0, "debug.delay_s": 0.3, "diagnostics.period": 2.0, "qos.reliability": "best_effort"}
+    with node_rig(NS, params, tmp_path_factory, reliability="best_effort") as (node, h):
+        diags = []
+        h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         rgb, d, k = load("2760")
         rgb, d = np.ascontiguousarray(rgb[::2, ::2]), np.ascontiguousarray(d[::2, ::2])  # 320x240: cheaper
         k = k.copy()
@@ -60,9 +56,8 @@ def run(rclpy_context, tmp_path_factory):
         elapsed = time.monotonic() - t0
         time.sleep(3.0)
         yield node, h, rss, sent, elapsed, diags
-    finally:
-        h.close()
-        assert node.stop() == 0
+
+
 
 
 def test_input_rate_was_kept(run):

@@ -23,8 +23,11 @@ D435 = "librealsense_d435_single_frame"
 
 
 def replay(bag, ns, remaps, record, expect, extra=()):
-    cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--record", str(record),
-           "--topics", *[f"/{ns}/sam_ovseg/{t}" for t in OUT], "--linger", "90", "--expect", str(expect), *extra]
+    # --settle: these bags hold one camera_info, and the node takes camera_info best effort; a sample
+    # sent before the node's reader has matched the player's writer would be lost under load
+    cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--settle", "1.5",
+           "--record", str(record), "--topics", *[f"/{ns}/sam_ovseg/{t}" for t in OUT],
+           "--linger", "90", "--expect", str(expect), *extra]
     for a, b in remaps.items():
         cmd += ["--remap", f"{a}:={b}"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import OVSegConfig
+from ..weights import save_state_dict
 from .model import OVSegModel
 
 TINY_SEED = 100  # of 110 seeds tried, the one giving >= 2 classes (>1 % px) on every ScanNet sample
@@ -47,11 +48,7 @@ def make_tiny_checkpoint(path: Path, cfg: OVSegConfig | None = None, seed: int =
         for block in model.clip_adapter.clip_model.visual.transformer.resblocks:
             block.attn.in_proj_weight.mul_(3)
         pred.mask_embed.layers[-1].weight.mul_(12)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return path
+    return save_state_dict(model.state_dict(), path)
 
 
 def tiny_checkpoint(folder: Path) -> Path:

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Per-stage time of the whole pipeline (models included) per 640x480 ScanNet frame; medians.
+
+    python bench/bench_pipeline.py                          # tiny profile, CPU (what CI machines can run)
+    python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: seed vs fast
+    python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
+                                                            #      real sizes, random weights, seed and fast presets
+
+Random weights change what survives the mask filters, not the compute of encoder, decoder or
+CLIP per crop; real-size runs therefore time the real architectures. ``--full`` needs no
+checkpoints: random state_dicts are written once to a temporary folder and loaded by the real loaders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
+
+
+def median_ms(values) -> float:
+    return statistics.median(values) * 1000
+
+
+def bench_tiny(frames: int, device: str) -> dict:
+    from sam_ovseg_ros import models, pipeline
+    from sam_ovseg_ros.cloud import Intrinsics
+    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.frame import Frame
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("vote", "mask_clip"):
+            cfg = NodeConfig(profile="tiny", device=device, weights_dir=tmp)
+            cfg.fusion.mode = mode
+            m = models.build(cfg, log=lambda s: None)
+            p = pipeline.Pipeline(m)
+            data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]
+            times: dict[str, list[float]] = {}
+            for i in range(frames + 2):
+                r = p.process(data[i % len(data)], cfg)
+                if i >= 2:
+                    for s, v in r.timings.items():
+                        times.setdefault(s, []).append(v)
+                    times.setdefault("total", []).append(sum(r.timings.values()))
+            out[f"tiny_{mode}"] = {s: median_ms(v) for s, v in times.items()}
+    return out
+
+
+def write_random_sam(folder: Path, model_type: str) -> Path:
+    import torch
+
+    from sam_ovseg_ros import sam
+
+    path = folder / f"random_sam_{model_type}.pth"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(sam.build(sam.SPECS[model_type]).state_dict(), path)
+    return path
+
+
+def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("seed", "fast")) -> dict:
+    """Real-size SAM generator on the rendered depth of a real frame: each preset's encoder/decoder/post."""
+    import torch
+
+    from sam_ovseg_ros import depth, sam
+
+    _, rgb, d, _ = load_frames()[0]
+    img = depth.render(d, depth.to_metres(d, 0.001), "seed", "inferno", 0.001, 0.3, 5.0)
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_random_sam(Path(tmp), model_type)
+        model = sam.load(model_type, path, device)
+        gen = sam.MaskGenerator(model, amp)
+        for preset in presets:
+            # random weights predict meaningless IoU/stability: filters off, so the decoder and the
+            # post-processing see every candidate (worst case for both presets)
+            p = replace(sam.PRESETS[preset], pred_iou_thresh=0.0, stability_score_thresh=0.0)
+            runs = []
+            for _ in range(reps + 1):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                r = gen.generate(img, p)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                runs.append((time.perf_counter() - t0, r.timings, len(r.masks)))
+            runs = runs[1:]
+            res[f"{model_type}_{preset}"] = {
+                "total_ms": median_ms([t for t, _, _ in runs]),
+                **{k: median_ms([tm[k] for _, tm, _ in runs]) for k in runs[0][1]},
+                "points": p.points_per_side ** 2, "masks": runs[0][2]}
+    return res
+
+
+def bench_full(device: str, amp, reps: int) -> dict:
+    """SAM ViT-H + OVSeg Swin-B/ViT-L/14 at real sizes on one 640x480 frame."""
+    import torch
+
+    from sam_ovseg_ros.ovseg import OVSegConfig, OVSegModel, build_predictor
+
+    res = bench_sam_grid("vit_h", device, amp, reps)
+    _, rgb, _, _ = load_frames()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random_ovseg.pth"
+        torch.manual_seed(0)
+        torch.save(OVSegModel(OVSegConfig.full()).state_dict(), path)
+        for agg in ("seed", "ovseg_demo"):
+            cfg = OVSegConfig.full()
+            cfg.inference.aggregation = agg
+            pred = build_predictor(cfg, path, device=device, amp_dtype=amp)
+            names = [f"class {i}" for i in range(20)]
+            pred.infer(rgb, names)  # text embeddings cached, kernels warm
+            ts = []
+            for _ in range(reps):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                out = pred.infer(rgb, names, keep=True)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                ts.append(time.perf_counter() - t0)
+            res[f"ovseg_{agg}"] = {"total_ms": median_ms(ts), "valid_regions": int(out.extras["valid_flag"].sum())}
+            del pred
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    ap.add_argument("--sam-grid", metavar="MODEL_TYPE", help="time the real-size SAM generator (vit_b/l/h)")
+    ap.add_argument("--full", action="store_true", help="real-size SAM ViT-H + OVSeg (a GPU run)")
+    ap.add_argument("--presets", nargs="+", default=["seed", "fast"], choices=("seed", "fast"),
+                    help="SAM presets for --sam-grid (seed on a CPU takes many minutes)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    a = ap.parse_args()
+    import torch
+
+    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    machine = f"{os.cpu_count()} CPU cores" + (f", {torch.cuda.get_device_name()}" if a.device == "cuda" else "")
+    if a.full:
+        res = bench_full(a.device, amp, a.reps)
+    elif a.sam_grid:
+        res = bench_sam_grid(a.sam_grid, a.device, amp, a.reps, a.presets)
+    else:
+        res = bench_tiny(a.frames, a.device)
+    res["machine"] = f"{machine}, torch {torch.__version__}, {a.precision}"
+    print(json.dumps(res, indent=1))
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
