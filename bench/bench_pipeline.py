@@ -3,6 +3,7 @@
 
     python bench/bench_pipeline.py                          # tiny profile, CPU (what CI machines can run)
     python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: seed vs fast
+    python bench/bench_pipeline.py --vocab                  # a run-time vocabulary change (text tower)
     python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
                                                             #      real sizes, random weights, seed and fast presets
 
@@ -105,6 +106,32 @@ def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("seed"
     return res
 
 
+def bench_vocab(device: str, reps: int) -> dict:
+    """Cost of a run-time vocabulary change: only names not seen before go through the text tower."""
+    import torch
+
+    from sam_ovseg_ros.ovseg.clip import TextFeatures, build_clip
+    from sam_ovseg_ros.ovseg.config import OVSegConfig
+
+    res = {}
+    for size in ("tiny", "full"):
+        clip = build_clip(getattr(OVSegConfig, size)().clip).to(device).eval()
+        for new in (1, 20):
+            ts = []
+            for r in range(reps + 1):
+                text = TextFeatures(clip)
+                with torch.inference_mode():
+                    text([f"seen {i}" for i in range(20)])
+                    t0 = time.perf_counter()
+                    text([f"seen {i}" for i in range(20 - new)] + [f"new {r} {i}" for i in range(new)])
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+                ts.append(time.perf_counter() - t0)
+            res[f"vocab_{size}_{new}_new_names_ms"] = median_ms(ts[1:])
+        del clip
+    return res
+
+
 def bench_full(device: str, amp, reps: int) -> dict:
     """SAM ViT-H + OVSeg Swin-B/ViT-L/14 at real sizes on one 640x480 frame."""
     import torch
@@ -144,6 +171,7 @@ def main() -> int:
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     ap.add_argument("--sam-grid", metavar="MODEL_TYPE", help="time the real-size SAM generator (vit_b/l/h)")
     ap.add_argument("--full", action="store_true", help="real-size SAM ViT-H + OVSeg (a GPU run)")
+    ap.add_argument("--vocab", action="store_true", help="time a vocabulary change (tiny and ViT-L/14 text tower)")
     ap.add_argument("--presets", nargs="+", default=["seed", "fast"], choices=("seed", "fast"),
                     help="SAM presets for --sam-grid (seed on a CPU takes many minutes)")
     ap.add_argument("--reps", type=int, default=3)
@@ -155,6 +183,8 @@ def main() -> int:
     machine = f"{os.cpu_count()} CPU cores" + (f", {torch.cuda.get_device_name()}" if a.device == "cuda" else "")
     if a.full:
         res = bench_full(a.device, amp, a.reps)
+    elif a.vocab:
+        res = bench_vocab(a.device, a.reps)
     elif a.sam_grid:
         res = bench_sam_grid(a.sam_grid, a.device, amp, a.reps, a.presets)
     else:

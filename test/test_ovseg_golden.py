@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sam_ovseg_ros.ovseg import OVSegConfig, OVSegModel, build_model, build_predictor, load_into, read_state_dict
-from sam_ovseg_ros.ovseg.clip import encode_masked
+from sam_ovseg_ros.ovseg.clip import encode_masked, encode_text
 from sam_ovseg_ros.weights import WeightsError, WeightSpec, verify
 
 
@@ -260,3 +260,17 @@ def test_text_features_cached_per_name(predictor):
     predictor.text_features(["a new name one", "a new name two"])
     predictor.text_features(["a new name two", "a new name three"])
     assert predictor.text.cached() == before + 3
+
+
+def test_trimmed_text_pass_equals_the_full_context(predictor, golden):
+    """Only positions up to the last end-of-text token are encoded; the result is open_clip's 77-position one."""
+    names = list(golden["class_names"]) + ["a much longer class name with many words in it", "x"]
+    tok = predictor.text.tokens(names).flatten(0, 1)
+    with torch.inference_mode():
+        full = predictor.text.clip.encode_text(tok)
+        trimmed = encode_text(predictor.text.clip, tok)
+    assert int(tok.argmax(-1).max()) + 1 < 77  # the pass really is shorter
+    assert maxabs(trimmed, full.numpy()) <= 1e-5
+    with torch.inference_mode():
+        raw = encode_text(predictor.text.clip, predictor.text.tokens(list(golden["class_names"])).flatten(0, 1))
+    assert maxabs(raw.view(14, 10, -1), golden["text_features_per_template_raw"]) <= 1e-5

@@ -56,6 +56,21 @@ def encode_masked(clip: nn.Module, images: torch.Tensor, region_masks: torch.Ten
     return feats / feats.norm(dim=-1, keepdim=True)
 
 
+def encode_text(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP text features of (B, context) OpenAI-BPE token ids, computed on the first L positions only.
+
+    L is the last end-of-text position + 1. The causal mask hides later (padding) positions from
+    the end-of-text token that CLIP pools, so this equals open_clip's 77-position ``encode_text``
+    up to float rounding while doing ~6x less work for short prompts (a vocabulary change).
+    """
+    eot = tokens.argmax(dim=-1)  # end-of-text has the largest id
+    n = int(eot.max()) + 1
+    cast = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens[:, :n]).to(cast) + clip.positional_embedding[:n].to(cast)
+    x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:n, :n]))
+    return x[torch.arange(x.shape[0], device=x.device), eot] @ clip.text_projection
+
+
 class TextFeatures:
     """Per-name text embeddings (14 ViLD templates, each L2-normalised, averaged, renormalised), cached.
 
@@ -82,7 +97,7 @@ class TextFeatures:
             tok = self.tokens(new).to(device)
             t, n, c = tok.shape
             with torch.autocast(device.type, enabled=False):
-                feats = self.clip.encode_text(tok.view(t * n, c)).float().view(t, n, -1)
+                feats = encode_text(self.clip, tok.view(t * n, c)).float().view(t, n, -1)
             feats = feats / feats.norm(dim=-1, keepdim=True)
             feats = feats.mean(dim=0)
             feats = feats / feats.norm(dim=-1, keepdim=True)
