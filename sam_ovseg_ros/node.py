@@ -38,6 +38,7 @@ from .sync import LatestSlot, PairSync, StampedLatest
 
 _PARAM_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
                 str: Parameter.Type.STRING}
+FIRST_INFO_WAIT_S = 3.5
 _LIST_TYPES = {"classes": Parameter.Type.STRING_ARRAY, "registration.depth_to_color": Parameter.Type.DOUBLE_ARRAY}
 
 
@@ -78,11 +79,15 @@ class SamOvsegNode(Node):
 
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos.depth, reliability=self._reliability(cfg))
         qos_out = qos_in
-        # camera_info: best effort. K rarely changes and a lost sample falls back to the newest one; a
-        # reliable low-rate topic next to MB-sized images can instead stall for Fast DDS's 3 s heartbeat
-        # repair after a dropped datagram, holding back every later info (in-order delivery).
+        # camera_info twice, into one stamp-deduplicated buffer. Best effort delivers at once: a reliable
+        # low-rate topic next to MB-sized images can stall for Fast DDS's 3 s heartbeat repair after a
+        # dropped datagram, holding back every later info (in-order delivery). Reliable (from reliable
+        # publishers only) guarantees delivery: a best-effort sample that arrives before this reader has
+        # matched the publisher is lost for good, and a bag may hold a single camera_info.
         info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.sync.queue_size,
                               reliability=ReliabilityPolicy.BEST_EFFORT)
+        info_qos_reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.sync.queue_size,
+                                       reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for typ, name, cb in ((Image, topics.COLOR, self._on_color), (Image, topics.DEPTH, self._on_depth),
@@ -91,6 +96,9 @@ class SamOvsegNode(Node):
                               (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._qos_mismatch(name))
             self.create_subscription(typ, name, cb, info_qos if typ is CameraInfo else qos_in, event_callbacks=events)
+            if typ is CameraInfo:  # best-effort publishers don't match this one; that is expected, not an error
+                quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
+                self.create_subscription(typ, name, cb, info_qos_reliable, event_callbacks=quiet)
         self._last_pairs, self._last_arrived = 0, (0, 0)
 
         self.pub_depth = self.create_publisher(Image, "~/depth_colormap", qos_out)
@@ -265,15 +273,22 @@ class SamOvsegNode(Node):
 
     def _pick_info(self, infos: StampedLatest, which: str, stamp: int, slop: int):
         """camera_info for this stamp. A camera that stamps one info per frame (RealSense) may deliver it
-        just after the images (DDS orders per topic only): wait up to 0.2 s for it, and for the very
-        first one. Unstamped/static infos (bags with one info) then use the newest."""
+        just after the images (DDS orders per topic only): wait up to 0.2 s for it. Unstamped/static
+        infos (bags with one info) then use the newest. While no color info has ever arrived, wait
+        up to FIRST_INFO_WAIT_S: a best-effort copy lost in the first burst of images comes by the
+        reliable route only after Fast DDS's next heartbeat (3 s), and a bag may hold one info."""
         info, matched = infos.pick(stamp, slop)
         required_and_absent = info is None and which == "color"  # depth/camera_info is optional
         if not matched and (self._info_per_frame[which] or required_and_absent):
-            deadline = time.monotonic() + 0.2
+            t0 = time.monotonic()
+            deadline = t0 + (FIRST_INFO_WAIT_S if required_and_absent else 0.2)
             while not matched and time.monotonic() < deadline and self._running:
                 time.sleep(0.005)
                 info, matched = infos.pick(stamp, slop)
+                if required_and_absent and info is not None:
+                    self.get_logger().info(f"first {which}/camera_info arrived {time.monotonic() - t0:.2f} s "
+                                           "after the first frame")
+                    break
         if matched:
             self._info_per_frame[which] = True
         return info

@@ -117,11 +117,14 @@ class StampedLatest(Generic[T]):
         self._lock = threading.Lock()
 
     def add(self, stamp_ns: int, item: T) -> None:
+        """Keep ``item``; a second item with a stamp already kept (the same message by another route) is ignored."""
         with self._lock:
-            self._items.append((stamp_ns, item))
+            if all(s != stamp_ns for s, _ in self._items):
+                self._items.append((stamp_ns, item))
 
     def pick(self, stamp_ns: int, slop_ns: int) -> tuple[T | None, bool]:
-        """(item, matched): the nearest within slop if any, else the newest (intrinsics are static)."""
+        """(item, matched): the nearest within slop if any, else the last to arrive (intrinsics are static;
+        arrival order, not stamp order, so that a bag loop's earlier stamps take over)."""
         with self._lock:
             if not self._items:
                 return None, False

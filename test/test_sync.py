@@ -76,6 +76,21 @@ def test_camera_info_prefers_matching_stamp_else_newest():
     assert c.pick(500 * MS, 10 * MS) == ("a", False)
 
 
+def test_camera_info_from_two_routes_is_kept_once():
+    """The node takes camera_info best effort and reliable: the same message may come twice."""
+    c = StampedLatest(3)
+    c.add(100 * MS, "a")
+    c.add(200 * MS, "b")
+    c.add(100 * MS, "a again")
+    assert c.pick(900 * MS, 0) == ("b", False)
+    assert c.pick(100 * MS, 0) == ("a", True)
+    c.add(300 * MS, "c")
+    c.add(400 * MS, "d")  # the buffer holds 3 distinct stamps: "a" is gone
+    assert c.pick(100 * MS, 0) == ("d", False)
+    c.add(0, "loop restart")
+    assert c.pick(50 * MS, 0) == ("loop restart", False)
+
+
 def test_latest_slot_drops_unprocessed_and_counts():
     slot = LatestSlot()
     assert slot.put(1) is False
