@@ -83,7 +83,8 @@ class SamOvsegNode(Node):
         # low-rate topic next to MB-sized images can stall for Fast DDS's 3 s heartbeat repair after a
         # dropped datagram, holding back every later info (in-order delivery). Reliable (from reliable
         # publishers only) guarantees delivery: a best-effort sample that arrives before this reader has
-        # matched the publisher is lost for good, and a bag may hold a single camera_info.
+        # matched the publisher is lost for good, and a bag may hold a single camera_info. A best-effort
+        # publisher doesn't match the reliable reader; that is expected here, not an error.
         info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.sync.queue_size,
                               reliability=ReliabilityPolicy.BEST_EFFORT)
         info_qos_reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.sync.queue_size,
@@ -96,7 +97,8 @@ class SamOvsegNode(Node):
                               (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._qos_mismatch(name))
             self.create_subscription(typ, name, cb, info_qos if typ is CameraInfo else qos_in, event_callbacks=events)
-            if typ is CameraInfo:  # best-effort publishers don't match this one; that is expected, not an error
+            if typ is CameraInfo and cfg.qos.reliability == "reliable":
+                # best_effort cameras get no reliable reader: their publishers would warn of it
                 quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
                 self.create_subscription(typ, name, cb, info_qos_reliable, event_callbacks=quiet)
         self._last_pairs, self._last_arrived = 0, (0, 0)
