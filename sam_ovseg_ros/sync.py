@@ -117,10 +117,14 @@ class StampedLatest(Generic[T]):
         self._lock = threading.Lock()
 
     def add(self, stamp_ns: int, item: T) -> None:
-        """Keep ``item``; a second item with a stamp already kept (the same message by another route) is ignored."""
+        """Keep ``item`` as the newest; it replaces an item of the same stamp (the same message by another
+        route, or an unstamped info whose K changed), so each stamp is held once."""
         with self._lock:
-            if all(s != stamp_ns for s, _ in self._items):
-                self._items.append((stamp_ns, item))
+            for i, (s, _) in enumerate(self._items):
+                if s == stamp_ns:
+                    del self._items[i]
+                    break
+            self._items.append((stamp_ns, item))
 
     def pick(self, stamp_ns: int, slop_ns: int) -> tuple[T | None, bool]:
         """(item, matched): the nearest within slop if any, else the last to arrive (intrinsics are static;

@@ -82,13 +82,21 @@ def test_camera_info_from_two_routes_is_kept_once():
     c.add(100 * MS, "a")
     c.add(200 * MS, "b")
     c.add(100 * MS, "a again")
-    assert c.pick(900 * MS, 0) == ("b", False)
-    assert c.pick(100 * MS, 0) == ("a", True)
+    assert c.pick(900 * MS, 0) == ("a again", False)
+    assert c.pick(100 * MS, 0) == ("a again", True)
     c.add(300 * MS, "c")
-    c.add(400 * MS, "d")  # the buffer holds 3 distinct stamps: "a" is gone
-    assert c.pick(100 * MS, 0) == ("d", False)
+    c.add(400 * MS, "d")  # the buffer holds 3 distinct stamps: "b" is gone
+    assert c.pick(200 * MS, 0) == ("d", False)
     c.add(0, "loop restart")
     assert c.pick(50 * MS, 0) == ("loop restart", False)
+
+
+def test_unstamped_camera_info_with_a_new_k_replaces_the_old():
+    c = StampedLatest(3)
+    c.add(0, "K 640x480")
+    c.add(0, "K 1280x720")
+    assert c.pick(5 * MS, 0) == ("K 1280x720", False)
+    assert c.pick(0, 0) == ("K 1280x720", True)
 
 
 def test_latest_slot_drops_unprocessed_and_counts():
