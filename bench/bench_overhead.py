@@ -7,7 +7,7 @@ SAM-like masks are synthesised (default 100 per frame, 100 px .. 40 % of the ima
 so the per-mask stages see real counts; the OVSeg label map is a 20-class map of the image.
 
 The same run times naive references written the way the original code does it: fusion with a
-full-image np.unique per mask and painting per mask (seed predictor.py), and a cloud built by
+full-image np.unique per mask and painting per mask (SegmentAnyRGBD predictor.py), and a cloud built by
 per-mask group/label assignment plus per-point struct packing (as sensor_msgs_py.create_cloud).
 
     python bench/bench_overhead.py [--frames 60] [--masks 100] [--json out.json]
@@ -64,7 +64,7 @@ def label_map(rgb: np.ndarray, k: int = 20) -> np.ndarray:
 
 # ------------------------------------------------------------------ naive references (original style)
 def naive_fusion(labels: np.ndarray, masks: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """seed predictor.py: per mask np.unique over the label map, paint largest first."""
+    """SegmentAnyRGBD predictor.py: per mask np.unique over the label map, paint largest first."""
     fused = np.zeros(labels.shape, np.int64) - 1
     classes = []
     for i in range(len(masks)):
@@ -76,7 +76,7 @@ def naive_fusion(labels: np.ndarray, masks: np.ndarray, areas: np.ndarray) -> np
 
 
 def naive_cloud(d: np.ndarray, rgb: np.ndarray, k: Intrinsics, masks, areas, classes) -> bytes:
-    """seed build_pcd style group/label per mask, then per-point struct packing (create_cloud style)."""
+    """SegmentAnyRGBD build_pcd style group/label per mask, then per-point struct packing (create_cloud style)."""
     h, w = d.shape
     v, u = np.mgrid[0:h, 0:w]
     z = d / 1000.0
@@ -172,7 +172,7 @@ def main() -> int:
         rgb = timed("decode", lambda: image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24))
         dep = timed("decode", lambda: image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24))
         dm = timed("depth", lambda: depth.to_metres(dep, 0.001))
-        dc = timed("depth", lambda: depth.render(dep, dm, "seed", "inferno", 0.001, 0.3, 5.0))
+        dc = timed("depth", lambda: depth.render(dep, dm, "original", "inferno", 0.001, 0.3, 5.0))
         inst, order = timed("instances", lambda: instances.masks_to_instances(masks, areas, boxes))
         cls, share = timed("fusion", lambda: fusion.vote(labels, masks, 20, boxes, order))
         sem = timed("fusion", lambda: fusion.semantic_image(inst, cls))

@@ -2,10 +2,10 @@
 """Per-stage time of the whole pipeline (models included) per 640x480 ScanNet frame; medians.
 
     python bench/bench_pipeline.py                          # tiny profile, CPU (what CI machines can run)
-    python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: seed vs fast
+    python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: original vs fast
     python bench/bench_pipeline.py --vocab                  # a run-time vocabulary change (text tower)
     python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
-                                                            #      real sizes, random weights, seed and fast presets
+                                                            #      real sizes, random weights, original and fast presets
 
 Random weights change what survives the mask filters, not the compute of encoder, decoder or
 CLIP per crop; real-size runs therefore time the real architectures. ``--full`` needs no
@@ -72,14 +72,14 @@ def write_random_sam(folder: Path, model_type: str) -> Path:
     return path
 
 
-def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("seed", "fast")) -> dict:
+def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("original", "fast")) -> dict:
     """Real-size SAM generator on the rendered depth of a real frame: each preset's encoder/decoder/post."""
     import torch
 
     from sam_ovseg_ros import depth, sam
 
     _, rgb, d, _ = load_frames()[0]
-    img = depth.render(d, depth.to_metres(d, 0.001), "seed", "inferno", 0.001, 0.3, 5.0)
+    img = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = write_random_sam(Path(tmp), model_type)
@@ -144,7 +144,7 @@ def bench_full(device: str, amp, reps: int) -> dict:
         path = Path(tmp) / "random_ovseg.pth"
         torch.manual_seed(0)
         torch.save(OVSegModel(OVSegConfig.full()).state_dict(), path)
-        for agg in ("seed", "ovseg_demo"):
+        for agg in ("original", "ovseg_demo"):
             cfg = OVSegConfig.full()
             cfg.inference.aggregation = agg
             pred = build_predictor(cfg, path, device=device, amp_dtype=amp)
@@ -172,8 +172,8 @@ def main() -> int:
     ap.add_argument("--sam-grid", metavar="MODEL_TYPE", help="time the real-size SAM generator (vit_b/l/h)")
     ap.add_argument("--full", action="store_true", help="real-size SAM ViT-H + OVSeg (a GPU run)")
     ap.add_argument("--vocab", action="store_true", help="time a vocabulary change (tiny and ViT-L/14 text tower)")
-    ap.add_argument("--presets", nargs="+", default=["seed", "fast"], choices=("seed", "fast"),
-                    help="SAM presets for --sam-grid (seed on a CPU takes many minutes)")
+    ap.add_argument("--presets", nargs="+", default=["original", "fast"], choices=("original", "fast"),
+                    help="SAM presets for --sam-grid (original on a CPU takes many minutes)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     a = ap.parse_args()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-# The 20 ScanNet names the seed's UI uses for ScanNet frames (seed_pipeline.md §6).
+# The 20 ScanNet names SegmentAnyRGBD's UI uses for ScanNet frames (its ui.py, Scannet tab).
 DEFAULT_CLASSES = [
     "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
     "picture", "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink",
@@ -22,30 +22,30 @@ DEFAULT_CLASSES = [
 
 
 def default_weights_dir() -> Path:
-    """``$SAM_OVSEG_WEIGHTS`` or ``~/.cache/sam_ovseg_ros`` (CONTRACT.md)."""
+    """``$SAM_OVSEG_WEIGHTS`` or ``~/.cache/sam_ovseg_ros``."""
     env = os.environ.get("SAM_OVSEG_WEIGHTS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sam_ovseg_ros"
 
 
 @dataclass
 class SamConfig:
-    input: str = "depth"  # depth: SAM sees ~/depth_colormap (the seed's idea); rgb: the color image
+    input: str = "depth"  # depth: SAM sees ~/depth_colormap (SegmentAnyRGBD's idea); rgb: the color image
     model_type: str = "vit_h"
     checkpoint: str = ""  # "" = <weights_dir>/<official file name of model_type>
-    preset: str = "fast"  # seed | fast (see sam.py PRESETS); the knobs below override when set
-    points_per_side: int = 0  # 0 = from preset
-    points_per_batch: int = 0
-    pred_iou_thresh: float = -1.0  # < 0 = from preset (tiny profile: its own thresholds)
-    stability_score_thresh: float = -1.0
-    box_nms_thresh: float = -1.0
-    min_mask_region_area: int = -1
+    preset: str = "fast"  # original | fast (see sam.py PRESETS); the knobs below override when set
+    points_per_side: int = 0  # 0 = the preset's
+    points_per_batch: int = 0  # 0 = the preset's
+    pred_iou_thresh: float = -1.0  # negative = the preset's; 0 switches the filter off
+    stability_score_thresh: float = -1.0  # negative = the preset's; 0 switches the filter off
+    box_nms_thresh: float = -1.0  # negative = the preset's
+    min_mask_region_area: int = -1  # negative = the preset's; 0 switches the clean-up off
 
 
 @dataclass
 class OvsegConfig:
     checkpoint: str = ""  # "" = <weights_dir>/ovseg_swinbase_vitL14_ft_mpt.pth
-    aggregation: str = "seed"  # seed: soft sum over valid queries | ovseg_demo: one region per class
-    mask_threshold: float = -1.0  # < 0 = the aggregation's own (seed 0.1, ovseg_demo 0.35)
+    aggregation: str = "original"  # original: soft sum over valid queries | ovseg_demo: one region per class
+    mask_threshold: float = -1.0  # < 0 = the aggregation's own (original 0.1, ovseg_demo 0.35)
     ensemble_weight: float = 0.0  # 0 = CLIP only, as the demo config
     clip_batch: int = 32  # masked crops per CLIP forward
 
@@ -59,7 +59,7 @@ class FusionConfig:
 @dataclass
 class DepthConfig:
     colormap: str = "inferno"
-    normalization: str = "seed"  # seed: per-frame inverse-depth min-max | fixed: min_m..max_m
+    normalization: str = "original"  # original: per-frame inverse-depth min-max | fixed: min_m..max_m
     min_m: float = 0.3  # fixed normalization range
     max_m: float = 5.0
     scale: float = 0.001  # metres per unit of 16UC1/mono16 depth (REP 118: mm)
@@ -137,11 +137,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "sam.input": ("depth", "rgb"),
     "sam.model_type": ("vit_h", "vit_l", "vit_b"),
-    "sam.preset": ("seed", "fast"),
-    "ovseg.aggregation": ("seed", "ovseg_demo"),
+    "sam.preset": ("original", "fast"),
+    "ovseg.aggregation": ("original", "ovseg_demo"),
     "fusion.mode": ("vote", "mask_clip"),
     "fusion.uncovered": ("unlabelled", "keep_ovseg"),
-    "depth.normalization": ("seed", "fixed"),
+    "depth.normalization": ("original", "fixed"),
     "qos.reliability": ("reliable", "best_effort"),
     "registration.mode": ("auto", "on", "off"),
 }
@@ -151,6 +151,80 @@ STARTUP_ONLY = (
     "profile", "device", "precision", "weights_dir", "torch_threads", "sam.model_type",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
 )
+
+
+# What each parameter means, with unit and range; the node puts these in its ParameterDescriptors
+# (``ros2 param describe``), CHOICES and STARTUP_ONLY are appended there. Knob rule for sam.*:
+# a value set here overrides the preset; 0 for a count, or a negative value, takes the preset's.
+DESCRIPTIONS: dict[str, str] = {
+    "profile": "default: the real SAM and OVSeg checkpoints; tiny: seeded random-weight tiny models "
+               "(tests, CI; labels are meaningless)",
+    "device": "where the models run: auto (cuda when torch sees one, else cpu with a warning) | cpu | cuda",
+    "precision": "model arithmetic: auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16 | fp16",
+    "classes": "the vocabulary: class names in id order (semantic value k+1 = classes[k]); changes apply "
+               "from the next frame; replaced by the file's names when vocabulary_file is set",
+    "vocabulary_file": "a file with one class name per line, or a bundled list (ade20k_150, coco_stuff_171, "
+                       "scannet_200); '' = use classes",
+    "weights_dir": "folder of the checkpoints; '' = $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros",
+    "torch_threads": "CPU threads for torch; 0 = torch's default",
+    "max_image_pixels": "larger images (width x height, pixels) are refused instead of allocated; >= 1",
+    "sam.input": "what SAM segments: depth (the colour-rendered depth, ~/depth_colormap; SegmentAnyRGBD) | rgb",
+    "sam.model_type": "SAM image encoder: vit_h (the original's) | vit_l | vit_b",
+    "sam.checkpoint": "SAM checkpoint file; '' = <weights_dir>/<official file name of sam.model_type>",
+    "sam.preset": "generator settings: original (SegmentAnyRGBD: 64x64 points, pred IoU 0.5, stability 0.8, "
+                  "min region 100 px) | fast (32x32 points, batches of 256, same filters)",
+    "sam.points_per_side": "point grid per side (prompts = n^2); 0 = the preset's",
+    "sam.points_per_batch": "prompts per mask-decoder batch; 0 = the preset's",
+    "sam.pred_iou_thresh": "keep masks whose predicted IoU exceeds this, in [0, 1]; 0 switches the filter "
+                           "off; negative = the preset's",
+    "sam.stability_score_thresh": "keep masks whose stability score exceeds this, in [0, 1]; 0 switches the "
+                                  "filter off; negative = the preset's",
+    "sam.box_nms_thresh": "box IoU above which the lower-scored mask is suppressed, in [0, 1]; 0 keeps only "
+                          "masks with disjoint boxes; negative = the preset's",
+    "sam.min_mask_region_area": "holes and islands smaller than this (pixels) are removed; 0 switches it off; "
+                                "negative = the preset's",
+    "ovseg.checkpoint": "OVSeg checkpoint file; '' = <weights_dir>/ovseg_swinbase_vitL14_ft_mpt.pth",
+    "ovseg.aggregation": "per-pixel class scores: original (SegmentAnyRGBD: soft sum over all regions) | "
+                         "ovseg_demo (OVSeg's demo: the best region per class, binary masks)",
+    "ovseg.mask_threshold": "mask probability above which a region is cropped for CLIP, in [0, 1); negative = "
+                            "the aggregation's (original 0.1, ovseg_demo 0.35)",
+    "ovseg.ensemble_weight": "weight of CLIP against the mask-classifier probabilities, in [0, 1]; 0 = CLIP "
+                             "only (the released demo config)",
+    "ovseg.clip_batch": "masked crops per CLIP forward (OVSeg regions and fusion.mode mask_clip); >= 1",
+    "fusion.mode": "class of each SAM mask: vote (majority OVSeg label over the mask; SegmentAnyRGBD) | "
+                   "mask_clip (OVSeg's mask-adapted CLIP classifies each SAM mask; no OVSeg label map)",
+    "fusion.uncovered": "pixels under no SAM mask: unlabelled (0) | keep_ovseg (OVSeg's own label)",
+    "depth.colormap": "matplotlib colormap of ~/depth_colormap (inferno is the original's)",
+    "depth.normalization": "original (per-frame min-max of inverse depth, SegmentAnyRGBD) | fixed (inverse "
+                           "depth over depth.min_m..depth.max_m, colours stable across frames)",
+    "depth.min_m": "near end of the fixed normalization, metres; 0 < min_m < max_m",
+    "depth.max_m": "far end of the fixed normalization, metres",
+    "depth.scale": "metres per unit of 16UC1/mono16 depth (REP 118: 0.001, millimetres); > 0",
+    "sync.slop": "largest stamp difference of a colour/depth pair, seconds; 0 = exact stamps",
+    "sync.queue_size": "messages buffered per input while pairing; >= 1",
+    "qos.reliability": "inputs and image/cloud outputs: reliable | best_effort (match the camera driver)",
+    "qos.depth": "QoS history depth of inputs and outputs; >= 1",
+    "cloud.enabled": "publish ~/points (the semantic PointCloud2); false saves its build and transfer",
+    "cloud.organized": "true: H x W with NaN for invalid depth; false: only valid points, height 1",
+    "registration.mode": "register depth into the colour camera: auto (when depth/camera_info is given) | "
+                         "on | off",
+    "registration.depth_to_color": "depth->colour extrinsic [tx ty tz qx qy qz qw] (metres, unit quaternion), "
+                                   "p_color = R p_depth + t; [] = from the depth_to_color topic or identity",
+    "markers.lifetime": "seconds before a class label marker vanishes in RViz; >= 0",
+    "markers.text_size": "height of the class label text, metres",
+    "diagnostics.period": "seconds between status logs and /diagnostics messages; 0 = off",
+    "debug.delay_s": "test only: sleep this long per frame (seconds) to emulate a slow GPU; >= 0",
+}
+
+
+def describe(name: str) -> str:
+    """The ROS parameter description of a leaf: meaning, unit/range, choices, when it applies."""
+    text = DESCRIPTIONS[name]
+    if name in CHOICES:
+        text += f". Choices: {', '.join(CHOICES[name])}"
+    if name in STARTUP_ONLY:
+        text += ". Read-only: set at start-up (launch argument or parameter file), restart to change"
+    return text
 
 
 class ConfigError(ValueError):

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 NS = "demo"
-OUTPUTS = ("depth_colormap", "instances", "semantic", "overlay", "points", "segments", "vocabulary", "markers")
 WARNING = ("WARNING: the real SAM / OVSeg checkpoints were not found, so this demo ran the 'tiny' profile: "
            "models with RANDOM weights. Instances and class labels in out/ are MEANINGLESS; they only show "
            "that the pipeline, topics and files work. Put sam_vit_h_4b8939.pth and "
@@ -30,16 +29,26 @@ WARNING = ("WARNING: the real SAM / OVSeg checkpoints were not found, so this de
 
 
 def choose_profile(log) -> tuple[str, dict]:
+    """The real profile when every checkpoint it needs is (or can be made) present, else ``tiny`` at once.
+
+    Files that cannot be downloaded (OVSeg lives on Google Drive) are checked first, so a multi-GB
+    SAM download never happens for a run that would fall back to the tiny models anyway.
+    """
     from .config import default_weights_dir
-    from .weights import KNOWN, OVSEG_FILE, SAM_FILES, fetch
+    from .weights import KNOWN, OVSEG_FILE, SAM_FILES, can_fetch, describe, fetch
 
     folder = default_weights_dir()
-    sam_path = folder / SAM_FILES["vit_h"]
-    if not sam_path.is_file():
-        fetched = fetch(KNOWN[SAM_FILES["vit_h"]], folder, log) if os.environ.get("SAM_OVSEG_NO_DOWNLOAD") != "1" else None
-        sam_path = fetched or sam_path
-    ov_path = folder / OVSEG_FILE
-    if sam_path.is_file() and ov_path.is_file():
+    needed = [folder / SAM_FILES["vit_h"], folder / OVSEG_FILE]
+    missing = [p for p in needed if not p.is_file()]
+    unobtainable = [p for p in missing if not can_fetch(KNOWN[p.name]) or os.environ.get("SAM_OVSEG_NO_DOWNLOAD") == "1"]
+    for p in unobtainable:
+        log(f"missing checkpoint {p}. {describe(p.name)}")
+    if not unobtainable:
+        for p in missing:
+            if fetch(KNOWN[p.name], folder, log) is None:
+                unobtainable.append(p)
+                break
+    if not unobtainable:
         return "default", {"profile": "default", "sam.model_type": "vit_h"}
     log(WARNING.format(folder=folder))
     return "tiny", {"profile": "tiny", "weights_dir": str(Path("build") / "weights")}
@@ -52,7 +61,7 @@ def ros_env() -> dict:
 
 
 def run(out: Path, rate: float, log) -> int:
-    from . import samplebag
+    from . import samplebag, topics
 
     profile, params = choose_profile(log)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +83,9 @@ def run(out: Path, rate: float, log) -> int:
     node_log = open(out / "node.log", "w")
     node = subprocess.Popen(node_cmd, stdout=node_log, stderr=subprocess.STDOUT, env=env)
     try:
-        topics = [f"/{NS}/sam_ovseg/{t}" for t in OUTPUTS]
+        recorded = [f"/{NS}/sam_ovseg/{t}" for t in topics.OUTPUTS]
         replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag_in), "--wait", "600",
-                      "--record", str(out / "bag"), "--topics", *topics, "--linger", "60" if profile == "tiny" else "300",
+                      "--record", str(out / "bag"), "--topics", *recorded, "--linger", "60" if profile == "tiny" else "300",
                       "--expect", str(len(samplebag.load_frames()))]
         t0 = time.monotonic()
         rc = subprocess.run(replay_cmd, env=env, timeout=1800).returncode

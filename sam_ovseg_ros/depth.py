@@ -3,7 +3,7 @@
 ``render_seed`` is the seed's rule (seed_pipeline.md §1.1), bit-exact: inverse depth in 1/mm
 with invalid pixels 0, whole-frame min-max, matplotlib colormap LUT, x255, truncating cast.
 ``render_fixed`` maps inverse depth over a fixed metric range instead, so colours do not shift
-every frame with the nearest surface (the seed's weakness §8.4.3); invalid stays black.
+every frame with the nearest surface (a weakness of the original on a live stream); invalid stays black.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def apply_colormap(n: np.ndarray, name: str) -> np.ndarray:
     return lut[idx]
 
 
-def seed_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
-    """The seed's n in [0, 1]: min-max of 1/(D_mm + 1e-6) over the frame, invalid pixels = 0.
+def original_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
+    """SegmentAnyRGBD's n in [0, 1]: min-max of 1/(D_mm + 1e-6) over the frame, invalid pixels = 0.
 
     Works in float64 as the original (numpy default). 32FC1 metres go through the same rule after
     conversion to mm, so a frame gives the same image whichever REP 118 encoding carries it.
@@ -81,14 +81,14 @@ def fixed_normalized(depth_m: np.ndarray, min_m: float, max_m: float) -> np.ndar
 
 @lru_cache(maxsize=4)
 def _inverse_table(scale: float) -> np.ndarray:
-    """1/(D_mm + 1e-6) for every uint16 value, exactly as the seed computes it per pixel."""
+    """1/(D_mm + 1e-6) for every uint16 value, exactly as SegmentAnyRGBD computes it per pixel."""
     t = np.divide(1.0, np.arange(65536) * (scale * 1000.0) + 1e-6)
     t.setflags(write=False)
     return t
 
 
 def render_seed_uint16(depth: np.ndarray, scale: float, colormap: str) -> np.ndarray:
-    """The seed rule for 16-bit depth via per-value tables: the float64 arithmetic of every possible
+    """The original rule for 16-bit depth via per-value tables: the float64 arithmetic of every possible
     value is done once (65536 entries), then each pixel is two table look-ups. Bit-identical to
     computing it per pixel, about 5x faster at 640x480."""
     inv = _inverse_table(scale)
@@ -111,10 +111,10 @@ def render_seed_uint16(depth: np.ndarray, scale: float, colormap: str) -> np.nda
 def render(depth: np.ndarray, depth_m: np.ndarray, normalization: str, colormap: str,
            scale: float, min_m: float, max_m: float) -> np.ndarray:
     """H x W x 3 uint8 RGB depth image (what SAM sees in ``sam.input: depth``)."""
-    if normalization == "seed" and depth.dtype == np.uint16:
+    if normalization == "original" and depth.dtype == np.uint16:
         return render_seed_uint16(depth, scale, colormap)
-    if normalization == "seed":
-        n = seed_normalized(depth, scale)
+    if normalization == "original":
+        n = original_normalized(depth, scale)
     elif normalization == "fixed":
         n = fixed_normalized(depth_m, min_m, max_m)
     else:

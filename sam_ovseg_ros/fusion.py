@@ -1,6 +1,6 @@
 """Fusion: one class per SAM mask, and the semantic image (ROS-free, vectorised).
 
-``vote`` is the seed's rule (seed_pipeline.md §4.1): a mask takes the most frequent OVSeg label
+``vote`` is SegmentAnyRGBD's rule (open_vocab_seg/utils/predictor.py): a mask takes the most frequent OVSeg label
 over all of its pixels (also those a smaller mask covers), ties to the lower class index.
 Classes here are 0-based vocabulary indices; -1 means no class (no labelled pixel in the mask,
 or OVSeg's extra "others" name). The semantic image uses class + 1, and 0 for unlabelled.
@@ -32,6 +32,19 @@ def vote(labels: np.ndarray, masks: np.ndarray, num_classes: int, boxes: np.ndar
     classes = np.where(total > 0, counts.argmax(axis=1), -1)  # argmax: first maximum = lowest index
     share = np.where(total > 0, counts.max(axis=1, initial=0) / np.maximum(total, 1), 0.0)
     return classes, share.astype(np.float32)
+
+
+def vote_vocabulary(labels: np.ndarray, masks: np.ndarray, num_labels: int, num_vocab: int,
+                    boxes: np.ndarray | None = None, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vote` over every name OVSeg scored, then names beyond the vocabulary become -1.
+
+    With a one-name vocabulary OVSeg appends "others" (``num_labels = num_vocab + 1``), as the
+    original does: a mask whose pixels are mostly "others" must lose the vote and stay unlabelled,
+    so "others" pixels are counted, not dropped before voting.
+    """
+    classes, share = vote(labels, masks, num_labels, boxes, index)
+    extra = classes >= num_vocab
+    return np.where(extra, -1, classes), np.where(extra, 0.0, share).astype(np.float32)
 
 
 def semantic_image(instances: np.ndarray, classes: np.ndarray, uncovered: np.ndarray | None = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """SAM masks -> one instance image, and the per-instance records of ~/segments.
 
-Overlaps follow the seed (seed_pipeline.md §4.2): a pixel belongs to the smallest-area mask that
+Overlaps follow SegmentAnyRGBD (open_vocab_seg/utils/predictor.py: masks sorted by area, painted largest first): a pixel belongs to the smallest-area mask that
 contains it. Ids 1..N are given by mask area, largest first (ties keep the generator's order);
 masks left with no visible pixel are dropped, so ids stay contiguous and every segment's area
 is its pixel count in the instance image.

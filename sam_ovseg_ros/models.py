@@ -2,7 +2,7 @@
 
 ``build`` resolves device and precision, checks and loads the checkpoints (``profile: tiny``
 creates seeded tiny ones and loads them through the same loaders), and warms both models up.
-Per frame, ``segment`` gives SAM masks and ``classify`` one class per mask, by the seed's vote
+Per frame, ``segment`` gives SAM masks and ``classify`` one class per mask, by SegmentAnyRGBD's vote
 over OVSeg's label map or by OVSeg's mask-adapted CLIP on each mask directly. A CUDA
 out-of-memory on one frame becomes ``FrameFailure`` (the frame is skipped, caches emptied).
 """
@@ -79,28 +79,31 @@ class Models:
         n_vocab = len(class_names)
         labels = None
         need_map = cfg.fusion.mode == "vote" or cfg.fusion.uncovered == "keep_ovseg"
+        self.ovseg.cfg.inference.ensemble_weight = cfg.ovseg.ensemble_weight
+        self.ovseg.cfg.inference.clip_batch = cfg.ovseg.clip_batch  # both the map and mask_clip batch crops
         with self._oom_guard("ovseg"):
             if need_map:
                 t0 = time.perf_counter()
                 agg = cfg.ovseg.aggregation
                 thr = cfg.ovseg.mask_threshold if cfg.ovseg.mask_threshold >= 0 else None
-                self.ovseg.cfg.inference.ensemble_weight = cfg.ovseg.ensemble_weight
-                self.ovseg.cfg.inference.clip_batch = cfg.ovseg.clip_batch
                 out = self.ovseg.infer(rgb, class_names, aggregation=agg, mask_threshold=thr)
                 lab = out.labels
                 lab = lab.masked_fill(out.blank, -1)  # ovseg_demo: pixels no region covers carry no label
-                labels = fusion.drop_extra_classes(lab.cpu().numpy(), n_vocab)
+                labels = lab.cpu().numpy()  # may hold OVSeg's appended "others": it votes like any class
+                n_names = len(out.class_names)
                 times["ovseg"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if cfg.fusion.mode == "vote":
-                classes, scores = fusion.vote(labels, masks, n_vocab, boxes, order)
+                classes, scores = fusion.vote_vocabulary(labels, masks, n_names, n_vocab, boxes, order)
             else:
                 probs = self.ovseg.classify_masks(rgb, masks[order], class_names).float().cpu().numpy()
                 classes = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
                 scores = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
+                scores = np.where(classes >= n_vocab, 0.0, scores).astype(np.float32)  # "others" wins: no class
                 classes = fusion.drop_extra_classes(classes, n_vocab)
             times["fusion" if cfg.fusion.mode == "vote" else "mask_clip"] = time.perf_counter() - t0
-        return Classification(classes, scores, labels if cfg.fusion.uncovered == "keep_ovseg" else None)
+        uncovered = fusion.drop_extra_classes(labels, n_vocab) if cfg.fusion.uncovered == "keep_ovseg" else None
+        return Classification(classes, scores, uncovered)
 
     @contextmanager
     def _oom_guard(self, stage: str):

@@ -116,6 +116,7 @@ class SamOvsegNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._publish_vocabulary(cfg.classes)
 
+        self.add_pre_set_parameters_callback(self._with_file_classes)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         if cfg.diagnostics.period > 0:
@@ -132,7 +133,8 @@ class SamOvsegNode(Node):
     def _declare_parameters(self) -> NodeConfig:
         cfg = NodeConfig()
         for name, default in config_mod.iter_leaves(cfg):
-            desc = ParameterDescriptor(description=f"see sam_ovseg_ros/config.py ({name})",
+            desc = ParameterDescriptor(description=config_mod.describe(name),
+                                       additional_constraints=_constraints(name),
                                        read_only=name in config_mod.STARTUP_ONLY)
             if isinstance(default, list):
                 ptype = _LIST_TYPES[name]
@@ -152,7 +154,22 @@ class SamOvsegNode(Node):
             config_mod.validate(cfg)
         except ConfigError as exc:
             raise ConfigError(f"invalid parameters: {exc}") from None
+        if cfg.vocabulary_file:  # `classes` shows the vocabulary in use (callbacks are not registered yet)
+            self.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, cfg.classes)])
         return cfg
+
+    def _with_file_classes(self, params: list[Parameter]) -> list[Parameter]:
+        """Pre-set hook: a new vocabulary_file also sets `classes` to its names, so the parameter
+        always reflects the vocabulary in use (a bad file is left for the validation to reject)."""
+        names = {p.name for p in params}
+        for p in params:
+            if p.name == "vocabulary_file" and p.value and "classes" not in names:
+                try:
+                    classes = vocabulary.load(p.value)
+                except (OSError, ValueError):
+                    break
+                return [*params, Parameter("classes", Parameter.Type.STRING_ARRAY, classes)]
+        return params
 
     @staticmethod
     def _apply_vocabulary_file(cfg: NodeConfig) -> None:
@@ -417,6 +434,10 @@ class SamOvsegNode(Node):
         self._results.close()
         self._worker.join(timeout=10)
         self._publisher.join(timeout=5)
+
+
+def _constraints(name: str) -> str:
+    return f"one of: {', '.join(config_mod.CHOICES[name])}" if name in config_mod.CHOICES else ""
 
 
 def _is_config_param(name: str) -> bool:

@@ -1,7 +1,7 @@
 """Segment Anything backend: model registry, strict checkpoint loading, presets, and a mask generator.
 
 ``MaskGenerator`` gives the same masks as segment-anything's ``SamAutomaticMaskGenerator`` with
-``crop_n_layers=0`` (the seed's setting; test_sam.py checks mask for mask), but keeps candidate
+``crop_n_layers=0`` (SegmentAnyRGBD's setting; test_sam.py checks mask for mask), but keeps candidate
 masks on the model's device as bit-packed tensors instead of RLE lists, whose deep copies are
 most of the official generator's run time; masks emptied by small-region clean-up are dropped.
 
@@ -132,9 +132,9 @@ class GenParams:
 
 
 PRESETS = {
-    # exactly the seed's ScanNet settings (seed_pipeline.md §2)
-    "seed": GenParams(points_per_side=64, points_per_batch=64, pred_iou_thresh=0.5, stability_score_thresh=0.8),
-    # SAM's own default grid (4x fewer prompts than the seed), larger prompt batches; same filters
+    # exactly SegmentAnyRGBD's ScanNet settings (open_vocab_seg/utils/predictor.py, run_on_pcd)
+    "original": GenParams(points_per_side=64, points_per_batch=64, pred_iou_thresh=0.5, stability_score_thresh=0.8),
+    # SAM's own default grid (4x fewer prompts than the original), larger prompt batches; same filters
     "fast": GenParams(points_per_side=32, points_per_batch=256, pred_iou_thresh=0.5, stability_score_thresh=0.8),
     # random weights predict meaningless IoU/stability: keep every candidate, small grid
     "tiny": GenParams(points_per_side=8, points_per_batch=64, pred_iou_thresh=0.0, stability_score_thresh=0.0),

@@ -1,4 +1,4 @@
-"""Write the sample RGB-D recording: the ScanNet frames in samples/ as a rosbag2 with RealSense topic names.
+"""Write the sample RGB-D recording: the ScanNet frames in test/data/ as a rosbag2 with RealSense topic names.
 
 Color rgb8, aligned depth 16UC1 (mm, 0 = invalid) and camera_info, all stamped alike, as
 ``realsense2_camera`` with ``align_depth.enable:=true`` publishes them.
@@ -14,7 +14,7 @@ COLOR = "/camera/camera/color/image_raw"
 DEPTH = "/camera/camera/aligned_depth_to_color/image_raw"
 INFO = "/camera/camera/color/camera_info"
 FRAME_ID = "camera_color_optical_frame"
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "scannet_scene0000_00"
+SAMPLES = Path(__file__).resolve().parents[1] / "test" / "data" / "scannet_scene0000_00"
 
 
 def load_frames(folder: Path = SAMPLES) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:

@@ -98,22 +98,63 @@ def save_state_dict(state_dict: dict, path: Path) -> Path:
     return path
 
 
-def fetch(spec: WeightSpec, folder: Path, log=print) -> Path | None:
-    """Download a direct-URL file into ``folder`` and verify it; None when the network refuses."""
-    if "drive.google.com" in spec.url:
-        return None  # needs a browser / gdown; the README says how
+def can_fetch(spec: WeightSpec) -> bool:
+    """Whether ``fetch`` can download the file (a direct URL; Google Drive needs a browser or gdown)."""
+    return "drive.google.com" not in spec.url
+
+
+def fetch(spec: WeightSpec, folder: Path, log=print, timeout: float = 20.0) -> Path | None:
+    """Download ``spec`` into ``folder``; None (and a log line saying why) when it cannot be had.
+
+    The download goes to ``<file>.part`` and resumes from it (HTTP Range) when run again; progress
+    (bytes, total, rate) is logged every few seconds. Only a file whose size and md5 match is moved
+    to its real name, so a partial or corrupt download is never taken for the checkpoint.
+    """
+    if not can_fetch(spec):
+        log(f"{spec.filename} cannot be downloaded automatically. {describe(spec.filename)}")
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / spec.filename
-    tmp = dest.with_suffix(dest.suffix + ".part")
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    req = urllib.request.Request(spec.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        log(f"downloading {spec.url} ...")
-        with urllib.request.urlopen(spec.url, timeout=20) as resp, open(tmp, "wb") as out:
-            while block := resp.read(1 << 22):
-                out.write(block)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            if have and resp.status != 206:  # the server ignored the range: start over
+                have = 0
+            total = have + int(resp.headers.get("Content-Length", 0) or 0)
+            log(f"downloading {spec.url} ({_mb(total)} MB{f', resuming at {_mb(have)} MB' if have else ''})")
+            _copy_with_progress(resp, part, have, total, spec.filename, log)
     except OSError as exc:
-        log(f"cannot download {spec.filename}: {exc}")
-        tmp.unlink(missing_ok=True)
+        got = part.stat().st_size if part.is_file() else 0
+        log(f"cannot download {spec.filename}: {exc} ({_mb(got)} MB kept in {part.name}; run again to resume)")
         return None
-    os.replace(tmp, dest)
-    verify(dest, spec)
+    if not md5_of(part).startswith(spec.md5):
+        part.unlink(missing_ok=True)
+        log(f"downloaded {spec.filename} does not have md5 {spec.md5}...: deleted. {describe(spec.filename)}")
+        return None
+    os.replace(part, dest)
+    log(f"{dest} downloaded and verified")
     return dest
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f}"
+
+
+def _copy_with_progress(resp, part: Path, have: int, total: int, name: str, log, every_s: float = 3.0) -> None:
+    import time
+
+    t0 = last = time.monotonic()
+    done = have
+    with open(part, "ab" if have else "wb") as out:
+        while block := resp.read(1 << 20):
+            out.write(block)
+            done += len(block)
+            now = time.monotonic()
+            if now - last >= every_s:
+                rate = (done - have) / max(now - t0, 1e-9) / 1e6
+                log(f"  {name}: {_mb(done)} / {_mb(total)} MB, {rate:.1f} MB/s")
+                last = now
+    if total and done != total:
+        raise OSError(f"connection closed after {done} of {total} bytes")

@@ -1,4 +1,4 @@
-"""Test setup: DDS stays on loopback, data lookup, one rclpy context per test process."""
+"""Test setup: DDS stays on loopback, the fixtures folder, one rclpy context per test process."""
 import os
 import random
 from pathlib import Path
@@ -9,21 +9,12 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 99)))
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples" / "scannet_scene0000_00"
-
-
-def shared_dir() -> Path:
-    """../shared (CONTRACT, data, golden OVSeg files): $SAM_OVSEG_SHARED, next to the repo, or /work/shared."""
-    for cand in (os.environ.get("SAM_OVSEG_SHARED"), REPO.parent / "shared", Path("/work/shared")):
-        if cand and (Path(cand) / "ovseg_reference").is_dir():
-            return Path(cand)
-    raise FileNotFoundError("shared data not found: set SAM_OVSEG_SHARED to the folder holding "
-                            "ovseg_reference/ and data/")
+DATA = REPO / "test" / "data"  # every fixture the suite reads; provenance in its README.md
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    return shared_dir()
+def data() -> Path:
+    return DATA
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +24,25 @@ def rclpy_context():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """SAM_OVSEG_TEST_ORDER=reverse | shuffle[:SEED] runs the suite in another order (no test may rely on
+    another having run first). Tests stay grouped by file, so module-scoped nodes start once per file."""
+    order = os.environ.get("SAM_OVSEG_TEST_ORDER", "")
+    if not order:
+        return
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(item.fspath, []).append(item)
+    files = list(groups.values())
+    if order == "reverse":
+        files = [list(reversed(g)) for g in reversed(files)]
+    elif order.startswith("shuffle"):
+        rng = random.Random(int(order.partition(":")[2] or 0))
+        rng.shuffle(files)
+        for g in files:
+            rng.shuffle(g)
+    else:
+        raise pytest.UsageError(f"SAM_OVSEG_TEST_ORDER must be reverse or shuffle[:SEED], got {order!r}")
+    items[:] = [item for g in files for item in g]

@@ -23,8 +23,10 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from sam_ovseg_ros import topics
+
 REPO = Path(__file__).resolve().parents[1]
-OUTPUTS = ("depth_colormap", "instances", "semantic", "overlay", "points", "segments", "markers")
+OUTPUTS = topics.FRAME_OUTPUTS
 
 
 def image_msg(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame",
@@ -225,26 +227,47 @@ class Harness:
         self.node.destroy_node()
 
 
-def set_params(harness: Harness, values: dict, timeout: float = 10.0) -> list:
-    """Set parameters of /<ns>/sam_ovseg through its set_parameters service; returns the results."""
-    from rcl_interfaces.msg import Parameter as ParamMsg
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    cli = harness.node.create_client(SetParameters, f"/{harness.ns}/sam_ovseg/set_parameters")
+def call_service(harness: Harness, srv_type, name: str, request, timeout: float = 10.0):
+    """Call a service of the node under test from the harness node; returns the response."""
+    cli = harness.node.create_client(srv_type, name)
     try:
         if not cli.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError("set_parameters service not available")
-        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        fut = cli.call_async(req)
+            raise TimeoutError(f"service {name} not available")
+        fut = cli.call_async(request)
         end = time.monotonic() + timeout
         while not fut.done() and time.monotonic() < end:
             time.sleep(0.02)
         if not fut.done():
-            raise TimeoutError("set_parameters did not answer")
-        return list(fut.result().results)
+            raise TimeoutError(f"{name} did not answer")
+        return fut.result()
     finally:
         harness.node.destroy_client(cli)
+
+
+def set_params(harness: Harness, values: dict, timeout: float = 10.0) -> list:
+    """Set parameters of /<ns>/sam_ovseg through its set_parameters service; returns the results."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return list(call_service(harness, SetParameters, f"/{harness.ns}/sam_ovseg/set_parameters", req, timeout).results)
+
+
+def get_params(harness: Harness, names: list[str], timeout: float = 10.0) -> list:
+    """Current values (rcl_interfaces ParameterValue) of parameters of /<ns>/sam_ovseg."""
+    from rcl_interfaces.srv import GetParameters
+
+    req = GetParameters.Request(names=names)
+    return list(call_service(harness, GetParameters, f"/{harness.ns}/sam_ovseg/get_parameters", req, timeout).values)
+
+
+def describe_params(harness: Harness, names: list[str], timeout: float = 10.0) -> list:
+    """ParameterDescriptors of /<ns>/sam_ovseg, as `ros2 param describe` shows them."""
+    from rcl_interfaces.srv import DescribeParameters
+
+    req = DescribeParameters.Request(names=names)
+    return list(call_service(harness, DescribeParameters, f"/{harness.ns}/sam_ovseg/describe_parameters", req,
+                             timeout).descriptors)
 
 
 def img(msg) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""Real ScanNet frames (samples/) as numpy arrays and the K they were captured with."""
+"""Real ScanNet frames (test/data/) as numpy arrays and the K they were captured with."""
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "scannet_scene0000_00"
+SAMPLES = Path(__file__).resolve().parent / "data" / "scannet_scene0000_00"
 FRAMES = ("1660", "2760", "5560")
 
 

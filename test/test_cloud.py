@@ -27,7 +27,7 @@ def test_points_are_the_back_projection(frame):
 
 
 def test_seed_sample_point():
-    """seed_pipeline.md §5.1: frame 1660, pixel (320, 240): Z 2.316 m, camera (0.004, -0.011, 2.316)."""
+    """SegmentAnyRGBD run_on_pcd back-projection, frame 1660, pixel (320, 240): Z 2.316 m, camera (0.004, -0.011, 2.316)."""
     rgb, d, k = load("1660")
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
     p = pts[240, 320]

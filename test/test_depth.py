@@ -1,4 +1,4 @@
-"""Depth rendering: bit-exact against the seed's rule (seed_pipeline.md §1.1) on real ScanNet frames."""
+"""Depth rendering: bit-exact against SegmentAnyRGBD's rule (open_vocab_seg/utils/predictor.py, run_on_pcd) on real ScanNet frames."""
 import matplotlib
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from sam_ovseg_ros import depth
 from scannet import FRAMES, load
 
 
-def seed_literal(depth_mm: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+def original_literal(depth_mm: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """The original's steps, literally: float image of zeros, 1/(D+1e-6) on valid, min-max, cmap x255, uint8."""
     valid = depth_mm != 0
     d = np.zeros(depth_mm.shape, dtype=float)
@@ -16,7 +16,7 @@ def seed_literal(depth_mm: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     return (matplotlib.colormaps[cmap](d) * 255).astype(np.uint8)[:, :, :3]
 
 
-def render(d, normalization="seed", cmap="inferno", scale=0.001):
+def render(d, normalization="original", cmap="inferno", scale=0.001):
     return depth.render(d, depth.to_metres(d, scale), normalization, cmap, scale, 0.3, 5.0)
 
 
@@ -24,13 +24,13 @@ def render(d, normalization="seed", cmap="inferno", scale=0.001):
 def test_seed_rule_is_bit_exact_on_scannet(frame):
     _, d, _ = load(frame)
     assert (d == 0).any()  # real frames have holes: min of the float image is 0
-    assert np.array_equal(render(d), seed_literal(d))
+    assert np.array_equal(render(d), original_literal(d))
 
 
 @pytest.mark.parametrize("cmap", ["plasma", "viridis", "jet", "gray", "turbo"])
 def test_any_matplotlib_colormap(cmap):
     _, d, _ = load("2760")
-    assert np.array_equal(render(d, cmap=cmap), seed_literal(d, cmap))
+    assert np.array_equal(render(d, cmap=cmap), original_literal(d, cmap))
 
 
 @pytest.mark.parametrize("frame", FRAMES)
@@ -70,7 +70,7 @@ def test_scale_units_other_than_mm():
 def test_fixed_normalization_is_stable_across_frames():
     _, d, _ = load("1660")
     far = d.copy()
-    far[d > 0] += 500  # every surface 0.5 m farther: seed colours of near surfaces would jump
+    far[d > 0] += 500  # every surface 0.5 m farther: original colours of near surfaces would jump
     a, b = render(d, "fixed"), render(far, "fixed")
     m = depth.to_metres(d, 0.001)
     n = depth.fixed_normalized(m, 0.3, 5.0)

@@ -46,7 +46,7 @@ def test_vote_majority_ties_and_unlabelled():
 
 
 def test_vote_uses_whole_masks_like_the_seed():
-    """The seed votes on each mask's own pixels, including those a smaller mask paints over."""
+    """SegmentAnyRGBD votes on each mask's own pixels, including those a smaller mask paints over."""
     labels = np.zeros((6, 6), int)
     labels[2:6, 2:6] = 1
     big, small = box(6, 6, 0, 6, 0, 6), box(6, 6, 2, 6, 2, 6)
@@ -62,6 +62,29 @@ def test_vote_matches_naive_loop_on_random_data():
     for m, c in zip(masks, classes):
         vals, cnt = np.unique(labels[m][labels[m] >= 0], return_counts=True)
         assert c == (vals[np.argmax(cnt)] if len(vals) else -1)
+
+
+def test_one_name_vocabulary_lets_others_vote():
+    """Vocabulary ["chair"]: OVSeg labels 0 = chair, 1 = its appended "others". A mask mostly
+    "others" stays unlabelled (dropping "others" before the vote would have made it a chair)."""
+    labels = np.array([[0, 1, 1, 1, 0, 0, 0, 1, -1, -1]])
+    masks = np.stack([
+        np.array([[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]], bool),  # 1 chair, 3 others -> unlabelled
+        np.array([[0, 0, 0, 1, 1, 1, 1, 0, 0, 0]], bool),  # 3 chair, 1 others -> chair, share 3/4
+        np.array([[0, 0, 0, 0, 0, 0, 0, 1, 1, 1]], bool),  # 1 others, 2 unlabelled -> unlabelled
+    ])
+    classes, share = fusion.vote_vocabulary(labels, masks, num_labels=2, num_vocab=1)
+    assert classes.tolist() == [-1, 0, -1]
+    np.testing.assert_allclose(share, [0.0, 0.75, 0.0])
+    # the same frame with the vocabulary ["chair", "others"]: "others" is a class of its own
+    classes2, share2 = fusion.vote_vocabulary(labels, masks, num_labels=2, num_vocab=2)
+    assert classes2.tolist() == [1, 0, 1]
+    assert np.array_equal(classes2 == 0, classes == 0)  # chair exactly where chair was
+    assert (classes[classes2 == 1] == -1).all()  # unlabelled where the other says "others"
+    # keep_ovseg: uncovered "others" pixels stay unlabelled in the one-name case
+    inst = np.zeros((1, 10), np.uint16)
+    sem = fusion.semantic_image(inst, np.zeros(0, np.int64), fusion.drop_extra_classes(labels, 1))
+    assert sem.tolist() == [[1, 0, 0, 0, 1, 1, 1, 0, 0, 0]]
 
 
 def test_semantic_image_and_uncovered_policy():

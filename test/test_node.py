@@ -1,7 +1,7 @@
 """sam_ovseg_node as a separate process, real ScanNet frames over DDS on loopback (tiny models on CPU).
 
 Checks that every output agrees exactly with the inputs and with each other: the depth image is
-the seed's rendering, cloud points are the back-projection, cloud label/instance fields are the
+SegmentAnyRGBD's rendering, cloud points are the back-projection, cloud label/instance fields are the
 images at the same pixel, segments describe the instance image, semantic is the instance's class.
 """
 import math
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from rosharness import cloud_array, img, node_rig, set_params, stamp_of
-from sam_ovseg_ros import depth
+from rosharness import cloud_array, describe_params, get_params, img, node_rig, set_params, stamp_of
+from sam_ovseg_ros import config as config_mod, depth, vocabulary
 from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
 
@@ -22,6 +22,16 @@ FRAME_ID = "camera_color_optical_frame"
 def rig(rclpy_context, tmp_path_factory):
     with node_rig(NS, {"sync.slop": 0.0, "diagnostics.period": 2.0}, tmp_path_factory) as r:
         yield r
+
+
+# the run-time parameters tests change, at their start-up values: every test leaves the node as it found it
+DEFAULTS = {"classes": DEFAULT_CLASSES, "vocabulary_file": "", "sam.input": "depth", "fusion.mode": "vote"}
+
+
+@pytest.fixture(autouse=True)
+def restore_parameters(rig):
+    yield
+    assert all(r.successful for r in set_params(rig[1], DEFAULTS))
 
 
 def frame_outputs(h, rgb, d, k, stamp, **kw):
@@ -96,11 +106,11 @@ def test_scannet_frame_end_to_end(rig):
     rgb, d, k = load("1660")
     out = frame_outputs(h, rgb, d, k, 1_000_000_000)
     dc, inst, sem, segs = check_frame(out, rgb, d, k, 1_000_000_000, DEFAULT_CLASSES)
-    assert np.array_equal(dc, depth.render(d, depth.to_metres(d, 0.001), "seed", "inferno", 0.001, 0.3, 5.0))
+    assert np.array_equal(dc, depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0))
     assert len(segs) >= 2  # the tiny SAM gives several instances on a real frame
     assert 0.01 < (inst > 0).mean() < 1.0
-    vocab = h.wait_for("vocabulary", timeout=10)
-    assert list(vocab.class_names) == DEFAULT_CLASSES
+    vocab = h.wait_for("vocabulary", lambda m: list(m.class_names) == DEFAULT_CLASSES, timeout=10)
+    assert list(h.received["vocabulary"][-1].class_names) == DEFAULT_CLASSES
 
 
 def test_other_encodings_give_the_same_outputs(rig):
@@ -134,7 +144,6 @@ def test_sam_on_rgb_and_mask_clip_fusion(rig):
     assert not np.array_equal(inst, img(depth_mode["instances"]))  # SAM saw a different image
     assert np.array_equal(img(rgb_mode["depth_colormap"]), img(depth_mode["depth_colormap"]))
     assert all(0.0 < s.class_score <= 1.0 for s in segs if s.class_id)  # CLIP probabilities
-    set_params(h, {"sam.input": "depth", "fusion.mode": "vote"})
 
 
 def test_vocabulary_change_applies_to_the_next_frame(rig):
@@ -151,3 +160,56 @@ def test_vocabulary_change_applies_to_the_next_frame(rig):
     assert set(np.unique(sem)) <= {0, 1, 2} and any(s.class_id for s in segs)
     assert {s.class_name for s in segs} <= {"chair", "table", ""}
     assert "vocabulary changed: 2 classes" in node.log()
+
+
+def test_one_name_vocabulary_keeps_others_out_of_the_class(rig):
+    """classes [C] (OVSeg appends "others", which votes) against [C, "others"] on the same frame:
+    the same instances; C exactly where C is; unlabelled exactly where the other says "others"."""
+    node, h = rig
+    rgb, d, k = load("1660")
+    assert all(r.successful for r in set_params(h, {"sam.input": "rgb", "classes": ["wall"]}))
+    one = frame_outputs(h, rgb, d, k, 7_000_000_000)
+    assert all(r.successful for r in set_params(h, {"classes": ["wall", "others"]}))
+    two = frame_outputs(h, rgb, d, k, 8_000_000_000)
+    check_frame(one, rgb, d, k, 7_000_000_000, ["wall"])
+    check_frame(two, rgb, d, k, 8_000_000_000, ["wall", "others"])
+    assert np.array_equal(img(one["instances"]), img(two["instances"]))
+    s1, s2 = img(one["semantic"]), img(two["semantic"])
+    assert (s2 == 1).any() and (s2 == 2).any()  # the frame really has both: the comparison is not vacuous
+    assert np.array_equal(s1 == 1, s2 == 1)
+    assert np.array_equal(s1 == 0, (s2 == 0) | (s2 == 2))
+    c1 = [s.class_id for s in one["segments"].segments]
+    c2 = [s.class_id for s in two["segments"].segments]
+    assert c1 == [c if c == 1 else 0 for c in c2]
+
+
+def test_parameters_describe_themselves(rig):
+    """`ros2 param describe`: every parameter has its meaning (with choices, units); start-up ones are read-only."""
+    node, h = rig
+    names = [n for n, _ in config_mod.iter_leaves(config_mod.NodeConfig())]
+    descs = describe_params(h, names)
+    assert [d.name for d in descs] == names
+    for d in descs:
+        assert len(d.description) > 25 and "config.py" not in d.description, d.name
+        assert d.read_only == (d.name in config_mod.STARTUP_ONLY), d.name
+        if d.read_only:
+            assert "Read-only" in d.description, d.name
+        if d.name in config_mod.CHOICES:
+            assert all(c in d.additional_constraints for c in config_mod.CHOICES[d.name]), d.name
+    by_name = {d.name: d for d in descs}
+    assert "0 switches the filter off" in by_name["sam.pred_iou_thresh"].description
+    assert "metres" in by_name["depth.min_m"].description
+    refused = set_params(h, {"profile": "default"})
+    assert not refused[0].successful
+
+
+def test_classes_show_the_vocabulary_file_in_use(rig):
+    node, h = rig
+    before = h.count("vocabulary")
+    assert all(r.successful for r in set_params(h, {"vocabulary_file": "ade20k_150"}))
+    ade = vocabulary.load("ade20k_150")
+    assert list(get_params(h, ["classes"])[0].string_array_value) == ade
+    assert h.wait_for("vocabulary", lambda m: list(m.class_names) == ade, timeout=10, since=before)
+    rgb, d, k = load("2760")
+    out = frame_outputs(h, rgb, d, k, 9_000_000_000)
+    check_frame(out, rgb, d, k, 9_000_000_000, ade)

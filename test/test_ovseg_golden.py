@@ -1,7 +1,7 @@
-"""OVSeg port against the original's golden outputs (shared/ovseg_reference) and the full checkpoint layout.
+"""OVSeg port against the original's golden outputs (test/data/ovseg_tiny) and the full checkpoint layout.
 
-End-to-end comparisons run with one torch thread: the golden was made on another CPU and
-BLAS rounding differs at 1e-6 (our Swin is bit-identical to the reference's code on this
+End-to-end comparisons run with one torch thread: BLAS rounding on different CPUs differs
+at 1e-6 (our Swin is bit-identical to the reference's code on this
 machine); with two threads that noise flips one of the 4 mask pixels whose sigmoid lies within
 1e-5 of the threshold, which changes a crop. Stage-wise tests feed golden inputs to each stage.
 """
@@ -21,8 +21,8 @@ from sam_ovseg_ros.weights import WeightsError, WeightSpec, verify
 
 
 @pytest.fixture(scope="module")
-def ref(shared):
-    return shared / "ovseg_reference"
+def ref(data):
+    return data / "ovseg_tiny"
 
 
 @pytest.fixture(scope="module")
@@ -198,10 +198,10 @@ def test_crops_from_golden_masks_are_exact(predictor, golden):
 
 
 def test_seed_aggregation_is_the_soft_sum(predictor, golden, ref, one_thread):
-    """seed mode at threshold 0.35 = sum over valid q of clip_cls_probs[q,k] * sigmoid(mask_pred_logits[q]),
+    """original mode at threshold 0.35 = sum over valid q of clip_cls_probs[q,k] * sigmoid(mask_pred_logits[q]),
     computed from the golden intermediates and resized as the original does."""
     rgb = golden["input_image_rgb"]
-    out = predictor.infer(rgb, list(golden["class_names"]), aggregation="seed", mask_threshold=0.35)
+    out = predictor.infer(rgb, list(golden["class_names"]), aggregation="original", mask_threshold=0.35)
     probs = torch.from_numpy(golden["clip_cls_probs"])
     masks = torch.from_numpy(golden["mask_pred_logits"])[torch.from_numpy(golden["valid_flag"])].sigmoid()
     expected = torch.einsum("qk,qhw->khw", probs, masks)
@@ -240,7 +240,7 @@ def test_cli_reproduces_golden(ref, golden, tmp_path):
 
 # ---------------------------------------------------------------- cases the original cannot run
 def test_no_valid_region_gives_an_empty_map(predictor, golden):
-    out = predictor.infer(golden["input_image_rgb"], ["wall", "floor"], aggregation="seed", mask_threshold=0.9999999)
+    out = predictor.infer(golden["input_image_rgb"], ["wall", "floor"], aggregation="original", mask_threshold=0.9999999)
     assert out.sem_seg.shape == (2, 240, 320) and float(out.sem_seg.abs().max()) == 0.0
     assert out.blank.all()
 
@@ -249,7 +249,7 @@ def test_exactly_one_valid_region(predictor, golden):
     """The reference crashes here (its mask pooling squeezes the batch dimension away)."""
     logits = torch.from_numpy(golden["mask_pred_logits"]).sigmoid().flatten(1).max(1).values
     thr = float(torch.sort(logits).values[-2]) + 1e-6  # only the query with the highest peak passes
-    out = predictor.infer(golden["input_image_rgb"], ["wall", "floor"], aggregation="seed", mask_threshold=thr,
+    out = predictor.infer(golden["input_image_rgb"], ["wall", "floor"], aggregation="original", mask_threshold=thr,
                           keep=True)
     assert int(out.extras["valid_flag"].sum()) == 1
     assert torch.isfinite(out.sem_seg).all() and out.sem_seg.sum() > 0

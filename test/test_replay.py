@@ -14,13 +14,12 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from rosharness import NodeProcess
-from sam_ovseg_ros import bagio, depth, registration, samplebag
+from sam_ovseg_ros import bagio, depth, registration, samplebag, topics
 from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = ("depth_colormap", "instances", "semantic", "overlay", "points", "segments", "markers", "vocabulary")
+OUT = topics.OUTPUTS
 ENC = {"depth_colormap": "rgb8", "instances": "16UC1", "semantic": "16UC1", "overlay": "rgb8"}
-D435 = "librealsense_d435_single_frame"
 
 
 def replay(bag, ns, remaps, record, expect, extra=()):
@@ -60,7 +59,7 @@ def check_recording(rec, input_stamps, frame_id, node_log):
     assert set(got) == set(OUT)
     assert len(got["vocabulary"]) == 1 and len(got["vocabulary"][0].class_names) == 20
     done = sorted(stamp(m) for m in got["depth_colormap"])
-    for name in OUT[:-1]:
+    for name in topics.FRAME_OUTPUTS:
         assert sorted(stamp(m) for m in got[name]) == done, name
     assert len(set(done)) == len(done) >= 1 and set(done) <= set(input_stamps)
     if len(done) < len(input_stamps):
@@ -91,9 +90,9 @@ def test_scannet_bag_round_trip(rclpy_context, tmp_path):
     assert all(len(m.segments) >= 1 for m in got["segments"])
 
 
-def d435_data(shared):
+def d435_data(data):
     """Color frame, the depth frame the node pairs with it (100 ms later), both camera_infos, extrinsic."""
-    p = shared / "data" / "real_bags" / D435 / "single_depth_color_640x480_ros2"
+    p = data / "d435" / "single_depth_color_640x480_ros2"
     msgs = {}
     with AnyReader([p]) as r:
         for c, t, raw in r.messages():
@@ -106,8 +105,8 @@ def d435_data(shared):
 
 @pytest.mark.parametrize("bagfile", ["single_depth_color_640x480.bag", "single_depth_color_640x480_ros2"],
                          ids=["ros1", "rosbag2"])
-def test_d435_recording_is_registered_and_processed(rclpy_context, shared, tmp_path, bagfile):
-    bag = shared / "data" / "real_bags" / D435 / bagfile
+def test_d435_recording_is_registered_and_processed(rclpy_context, data, tmp_path, bagfile):
+    bag = data / "d435" / bagfile
     ns = f"t_d435_{'ros1' if bagfile.endswith('.bag') else 'ros2'}"
     node = NodeProcess(ns, {"weights_dir": str(tmp_path / "w"), "sync.slop": 0.15}, log_dir=tmp_path)
     dev = "/device_0/sensor_{}/{}_0/"
@@ -121,7 +120,7 @@ def test_d435_recording_is_registered_and_processed(rclpy_context, shared, tmp_p
     finally:
         assert node.stop() == 0, node.log()[-2000:]
     assert "skipping" in log or bagfile.endswith("_ros2")  # ROS 1 option topics with spaces are skipped
-    color, dmsg, cinfo, dinfo, tf = d435_data(shared)
+    color, dmsg, cinfo, dinfo, tf = d435_data(data)
     color_stamp = color.header.stamp.sec * 1_000_000_000 + color.header.stamp.nanosec
     got = check_recording(tmp_path / "rec", [color_stamp], "0", node.log())
     # the cloud is the mono16 depth registered into the color camera with the bag's extrinsic

@@ -20,7 +20,7 @@ def images():
     out = {}
     for f in ("1660", "5560"):
         rgb, d, _ = load(f)
-        out[f + "_depth"] = depth.render(d, depth.to_metres(d, 0.001), "seed", "inferno", 0.001, 0.3, 5.0)
+        out[f + "_depth"] = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
         out[f + "_rgb"] = rgb
     return out
 
@@ -100,13 +100,13 @@ def test_loader_rejects_missing_corrupt_and_mismatched(tiny, tmp_path):
 def test_presets_and_overrides():
     from sam_ovseg_ros.config import SamConfig
 
-    seed = sam.params_for(SamConfig(preset="seed"), "default")
-    assert (seed.points_per_side, seed.points_per_batch, seed.pred_iou_thresh, seed.stability_score_thresh,
-            seed.box_nms_thresh, seed.min_mask_region_area) == (64, 64, 0.5, 0.8, 0.7, 100)
+    orig = sam.params_for(SamConfig(preset="original"), "default")
+    assert (orig.points_per_side, orig.points_per_batch, orig.pred_iou_thresh, orig.stability_score_thresh,
+            orig.box_nms_thresh, orig.min_mask_region_area) == (64, 64, 0.5, 0.8, 0.7, 100)
     p = sam.params_for(SamConfig(preset="fast", points_per_side=20, stability_score_thresh=0.9,
                                  min_mask_region_area=0), "default")
     assert (p.points_per_side, p.stability_score_thresh, p.min_mask_region_area, p.pred_iou_thresh) == (20, 0.9, 0, 0.5)
-    assert sam.params_for(SamConfig(preset="seed"), "tiny").points_per_side == 8
+    assert sam.params_for(SamConfig(preset="original"), "tiny").points_per_side == 8
 
 
 def test_bit_packing_roundtrip():

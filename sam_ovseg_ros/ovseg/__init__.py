@@ -2,7 +2,7 @@
 
     cfg = OVSegConfig.full()
     predictor = build_predictor(cfg, "ovseg_swinbase_vitL14_ft_mpt.pth", device="cuda")
-    out = predictor.infer(rgb, ["chair", "table"], aggregation="seed")
+    out = predictor.infer(rgb, ["chair", "table"], aggregation="original")
 """
 from __future__ import annotations
 

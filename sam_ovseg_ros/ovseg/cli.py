@@ -10,14 +10,14 @@ import numpy as np
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sam_ovseg_ovseg", description=__doc__)
-    p.add_argument("--config", help="model config: ovseg_reference/tiny_config.json or our JSON/YAML "
+    p.add_argument("--config", help="model config: test/data/ovseg_tiny/tiny_config.json or our JSON/YAML "
                                     "(sections swin, head, clip, inference); default: the full Swin-B/ViT-L model")
     p.add_argument("--weights", required=True, help="checkpoint (.pth: detectron2 {'model': ...} or a state_dict)")
     p.add_argument("--image", required=True, help="input image (any format Pillow reads)")
     p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "wall,floor,office chair"')
-    p.add_argument("--aggregation", choices=("seed", "ovseg_demo"), default=None,
-                   help="seed: soft sum over regions (default); ovseg_demo: one region per class, binary masks")
-    p.add_argument("--mask-threshold", type=float, default=None, help="default: 0.1 (seed) / 0.35 (ovseg_demo)")
+    p.add_argument("--aggregation", choices=("original", "ovseg_demo"), default=None,
+                   help="original: soft sum over regions (default); ovseg_demo: one region per class, binary masks")
+    p.add_argument("--mask-threshold", type=float, default=None, help="default: 0.1 (original) / 0.35 (ovseg_demo)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

@@ -35,7 +35,7 @@ VILD_TEMPLATES = (
 )
 
 # mask threshold each aggregation uses unless set (SAD's demo yaml 0.1; OVSeg's demo yaml 0.35)
-DEFAULT_MASK_THRESHOLD = {"seed": 0.1, "ovseg_demo": 0.35}
+DEFAULT_MASK_THRESHOLD = {"original": 0.1, "ovseg_demo": 0.35}
 
 
 @dataclass
@@ -91,7 +91,7 @@ class InferenceConfig:
     short_side: int = 640
     max_side: int = 2560
     size_divisibility: int = 32
-    aggregation: str = "seed"  # seed | ovseg_demo
+    aggregation: str = "original"  # original | ovseg_demo
     mask_threshold: float | None = None  # None: DEFAULT_MASK_THRESHOLD[aggregation]
     ensemble_weight: float = 0.0  # 0: classes from CLIP only (demo config)
     clip_batch: int = 32
@@ -110,7 +110,7 @@ class OVSegConfig:
 
     @classmethod
     def tiny(cls) -> "OVSegConfig":
-        """The golden reference's sizes (ovseg_reference/tiny_config.json), short side 320."""
+        """The golden reference's sizes (test/data/ovseg_tiny/tiny_config.json), short side 320."""
         return cls(
             swin=SwinConfig(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
             head=HeadConfig(conv_dim=64, mask_dim=32, hidden_dim=64, num_queries=10, nheads=4, dim_feedforward=128,
@@ -138,7 +138,7 @@ class OVSegConfig:
 
     @classmethod
     def _from_reference_json(cls, d: dict) -> "OVSegConfig":
-        """The knobs of ovseg_reference/tiny_config.json (detectron2 names, as the golden run used them)."""
+        """The knobs of test/data/ovseg_tiny/tiny_config.json (detectron2 names, as the golden run used them)."""
         sw, pd, tp, cl, ad = d["backbone_swin"], d["pixel_decoder"], d["transformer_predictor"], d["clip"], d["clip_adapter"]
         return cls(
             swin=SwinConfig(embed_dim=sw["embed_dim"], depths=tuple(sw["depths"]), num_heads=tuple(sw["num_heads"]),

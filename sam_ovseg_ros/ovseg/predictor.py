@@ -1,13 +1,13 @@
 """OVSeg inference: image -> per-class score map, and direct CLIP classification of given masks.
 
-The steps and constants are the original's (seed_pipeline.md §3): PIL-bilinear resize of the
-short side, pixel mean/std, zero pad to 32; masks upsampled bilinearly, cropped, sigmoid;
+The steps and constants are the original's (github.com/facebookresearch/ov-seg: demo/predictor.py,
+open_vocab_seg/ovseg_model.py): PIL-bilinear resize of the short side, pixel mean/std, zero pad to 32; masks upsampled bilinearly, cropped, sigmoid;
 regions above the mask threshold cropped from the resized image, outside filled with the CLIP
 mean, normalised, bicubic to 224, classified by the mask-prompted CLIP against prompt-ensembled
 text features plus the learned non-object embedding (dropped before the softmax).
 
 Two aggregations share everything up to the class probabilities P (regions x classes):
-``seed`` (SegmentAnyRGBD): S_k = sum over valid regions of P[q, k] * sigmoid(mask_q);
+``original`` (SegmentAnyRGBD): S_k = sum over valid regions of P[q, k] * sigmoid(mask_q);
 ``ovseg_demo`` (OVSeg's demo): per class keep only its best region, binary masks, uncovered = blank.
 """
 from __future__ import annotations
@@ -158,7 +158,7 @@ class OVSegPredictor:
         """Per-class scores (K, H, W) at the input size for an RGB uint8 image."""
         inf = self.cfg.inference
         aggregation = aggregation or inf.aggregation
-        if aggregation not in ("seed", "ovseg_demo"):
+        if aggregation not in ("original", "ovseg_demo"):
             raise ValueError(f"unknown aggregation '{aggregation}'")
         if mask_threshold is not None:
             thr = mask_threshold
@@ -183,7 +183,7 @@ class OVSegPredictor:
             probs, soft, hard = mask_cls ** (1 - w) * mapped ** w, mask_prob, binary
         else:
             probs, soft, hard = p_clip, mask_prob[valid], binary[valid]
-        if aggregation == "seed":
+        if aggregation == "original":
             sem = torch.einsum("qk,qhw->khw", probs, soft)
             select = None
         else:

@@ -2,7 +2,7 @@
 
 Plain initialisation makes every query's mask ~0.5 everywhere and every region alike, so
 nothing downstream would be exercised. The scales follow the golden reference's recipe
-(ovseg_reference/README.md): norms 1+0.1N / 0.1N, biases 0.05N, mask prompts 0.5N, decoder and
+(the scheme of test/data/ovseg_tiny): norms 1+0.1N / 0.1N, biases 0.05N, mask prompts 0.5N, decoder and
 CLIP-visual attention projections x3, the last mask-MLP layer x12, mask-feature bias N(0, 1).
 """
 from __future__ import annotations
