@@ -58,11 +58,9 @@ class Classification:
 
 
 class Models:
-    def __init__(self, sam_model, ovseg_predictor, profile: str, device: str, amp_dtype) -> None:
+    def __init__(self, sam_model, ovseg_predictor, amp_dtype) -> None:
         from .sam import MaskGenerator
 
-        self.profile = profile
-        self.device = device
         self.generator = MaskGenerator(sam_model, amp_dtype)
         self.ovseg = ovseg_predictor
 
@@ -163,7 +161,7 @@ def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
         verify(ov_path)
     ov_cfg.inference.aggregation = cfg.ovseg.aggregation
     predictor = build_predictor(ov_cfg, ov_path, device=device, amp_dtype=amp)
-    models = Models(sam_model, predictor, cfg.profile, device, amp)
+    models = Models(sam_model, predictor, amp)
     log(f"models loaded in {time.perf_counter() - t0:.1f} s on {device} "
         f"({'random-weight tiny models: labels are meaningless' if cfg.profile == 'tiny' else 'SAM ' + cfg.sam.model_type + ' + OVSeg'})"
         f" from {sam_path.parent}")

@@ -14,7 +14,6 @@ class Throttle:
         self.period = period
         self._clock = clock
         self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
     def ok(self, key: str) -> bool:
@@ -22,7 +21,6 @@ class Throttle:
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self.period:
-                self.suppressed[key] += 1
                 return False
             self._last[key] = now
             return True
@@ -37,7 +35,6 @@ class NodeStats:
         self.bad: dict[str, int] = defaultdict(int)
         self._stages: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self._ages: deque[float] = deque(maxlen=window)
-        self._window = window
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:

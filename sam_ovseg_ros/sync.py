@@ -45,13 +45,6 @@ class PairSync(Generic[T]):
         self._last_pair_color = -1
         self._lock = threading.Lock()
 
-    def reset(self) -> None:
-        with self._lock:
-            self._color.clear()
-            self._depth.clear()
-            self._newest = {"color": -1, "depth": -1}
-            self._last_pair_color = -1
-
     def add_color(self, stamp_ns: int, item: T) -> tuple[int, T, T] | None:
         with self._lock:
             if stamp_ns == self._last_pair_color or any(s == stamp_ns for s, _ in self._color):
@@ -136,10 +129,6 @@ class StampedLatest(Generic[T]):
             if abs(near[0] - stamp_ns) <= slop_ns:
                 return near[1], True
             return self._items[-1][1], False
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 class LatestSlot(Generic[T]):

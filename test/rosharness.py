@@ -119,7 +119,6 @@ class Harness:
         self.pub_color = self.node.create_publisher(Image, f"/{namespace}/color/image", qos)
         self.pub_depth = self.node.create_publisher(Image, f"/{namespace}/depth/image", qos)
         self.pub_info = self.node.create_publisher(CameraInfo, f"/{namespace}/color/camera_info", qos)
-        self.pub_dinfo = self.node.create_publisher(CameraInfo, f"/{namespace}/depth/camera_info", qos)
         self.received: dict[str, list] = defaultdict(list)
         self.arrival: dict[str, list] = defaultdict(list)
         self._lock = threading.Lock()

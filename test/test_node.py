@@ -109,7 +109,7 @@ def test_scannet_frame_end_to_end(rig):
     assert np.array_equal(dc, depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0))
     assert len(segs) >= 2  # the tiny SAM gives several instances on a real frame
     assert 0.01 < (inst > 0).mean() < 1.0
-    vocab = h.wait_for("vocabulary", lambda m: list(m.class_names) == DEFAULT_CLASSES, timeout=10)
+    assert h.wait_for("vocabulary", lambda m: list(m.class_names) == DEFAULT_CLASSES, timeout=10)
     assert list(h.received["vocabulary"][-1].class_names) == DEFAULT_CLASSES
 
 

@@ -4,7 +4,6 @@ The latest-frame hand-over must keep output age within one processing period plu
 report the dropped frames (log and /diagnostics), and keep memory flat.
 """
 import statistics
-import threading
 import time
 
 import numpy as np

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +77,6 @@ class ClipConfig:
     mask_prompt_depth: int = 3
 
     @property
-    def vision_heads(self) -> int:
-        return self.vision_width // 64  # as OpenAI's build_model derives it
-
-    @property
     def grid(self) -> int:
         return self.image_resolution // self.vision_patch_size
 
@@ -119,9 +114,6 @@ class OVSegConfig:
                             transformer_width=64, transformer_heads=1, transformer_layers=2),
             inference=InferenceConfig(short_side=320, aggregation="ovseg_demo"),
         )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "OVSegConfig":
