@@ -26,11 +26,20 @@ export AMENT_PREFIX_PATH="$VENV_ABS"
   || { mkdir -p build; cat build/cmake.log >&2; exit 1; }
 "$VENV/bin/cmake" --build build/msgs -j"$(nproc)" >> build/cmake.log 2>&1 || { tail -50 build/cmake.log >&2; exit 1; }
 "$VENV/bin/cmake" --install build/msgs >> build/cmake.log 2>&1 || { tail -50 build/cmake.log >&2; exit 1; }
+# tf2_msgs/TFMessage (for /tf and /tf_static) is not on PyPI: build the standard interface the same way,
+# only when no installed tf2_msgs provides it.
+if ! "$VENV/bin/python" -c 'import tf2_msgs.msg' 2>/dev/null; then
+  "$VENV/bin/cmake" -S interfaces/tf2_msgs -B build/tf2_msgs -DCMAKE_PREFIX_PATH="$VENV_ABS" \
+    -DCMAKE_INSTALL_PREFIX="$VENV_ABS" -DPython3_EXECUTABLE="$VENV_ABS/bin/python" -DBUILD_TESTING=OFF \
+    >> build/cmake.log 2>&1 || { tail -50 build/cmake.log >&2; exit 1; }
+  "$VENV/bin/cmake" --build build/tf2_msgs -j"$(nproc)" >> build/cmake.log 2>&1 || { tail -50 build/cmake.log >&2; exit 1; }
+  "$VENV/bin/cmake" --install build/tf2_msgs >> build/cmake.log 2>&1 || { tail -50 build/cmake.log >&2; exit 1; }
+fi
 # rosidl writes an empty sam_ovseg_ros/__init__.py next to msg/: remove it so the checkout's package
 # is the one imported; it extends its __path__ to the generated msg/ (see sam_ovseg_ros/__init__.py).
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 rm -f "$SITE/sam_ovseg_ros/__init__.py"
 rm -rf "$SITE/sam_ovseg_ros/__pycache__"
-"$VENV/bin/python" -c 'from sam_ovseg_ros.msg import SegmentArray, Vocabulary; import rclpy, torch, segment_anything, open_clip' \
+"$VENV/bin/python" -c 'from sam_ovseg_ros.msg import SegmentArray, Vocabulary, ObjectArray; from tf2_msgs.msg import TFMessage; from std_srvs.srv import Trigger; import rclpy, torch, segment_anything, open_clip' \
   || { echo "error: the environment in $VENV does not import" >&2; exit 1; }
 echo "environment ready: $VENV"

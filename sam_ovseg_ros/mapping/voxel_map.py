@@ -1,0 +1,262 @@
+"""Semantic voxel map (ROS-free): every valid depth point of every posed frame, in the map frame.
+
+Each voxel keeps class evidence summed over views (a label wrong in one frame is outvoted by the
+others), its last colour, the frame it was last seen in, and the object it belongs to. Objects are
+3D instances merged across frames: an instance joins the object its track already fed, else the
+object owning most of its voxels (if that covers ``join_overlap`` of them), else it starts a new one;
+an instance that also covers most of another object's voxels merges the two. Each object counts its
+views and its per-view class votes.
+
+All per-point work is vectorised: voxel coordinates are packed into one int64 key; the frame's
+voxels are found with one ``bincount`` over a dense local grid (no sort of the points); the map's
+keys stay sorted, so lookups are ``searchsorted`` and new voxels one ``insert`` per array. The map
+is bounded by ``max_voxels``: the voxels seen longest ago (then the farthest from the camera) go.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_BITS = 21
+_OFF = 1 << (_BITS - 1)  # voxel coordinates in [-2^20, 2^20): +-52 km at 5 cm
+_MASK = (1 << _BITS) - 1
+_DENSE_LIMIT = 1 << 23  # local grids up to 8 M cells are counted densely
+
+
+def pack(vox: np.ndarray) -> np.ndarray:
+    """(P, 3) int64 voxel coordinates -> (P,) int64 keys, ordered like (x, y, z) lexicographically."""
+    v = vox + _OFF
+    return (v[:, 0] << (2 * _BITS)) | (v[:, 1] << _BITS) | v[:, 2]
+
+
+def unpack(keys: np.ndarray) -> np.ndarray:
+    return np.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], -1) - _OFF
+
+
+@dataclass
+class MapObject:
+    id: int
+    views: int = 0
+    votes: dict[str, int] = field(default_factory=dict)  # class name -> views that voted for it
+
+    def label(self) -> tuple[str, float]:
+        """(accumulated class, share of the voting views); ("", 0) when no view gave a class."""
+        if not self.votes:
+            return "", 0.0
+        name = max(self.votes, key=lambda k: (self.votes[k], -list(self.votes).index(k)))
+        return name, self.votes[name] / sum(self.votes.values())
+
+
+@dataclass
+class ObjectStats:
+    id: int
+    class_name: str
+    confidence: float
+    views: int
+    voxels: int
+    centroid: np.ndarray
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+
+
+class VoxelMap:
+    def __init__(self, voxel_size: float = 0.05, max_voxels: int = 1_000_000, join_overlap: float = 0.25) -> None:
+        self.voxel_size = float(voxel_size)
+        self.max_voxels = int(max_voxels)
+        self.join_overlap = join_overlap
+        self.names: list[str] = []  # class evidence columns; grows with every name ever used
+        self._col: dict[str, int] = {}
+        self.clear()
+        self._next_object = 1
+
+    def clear(self) -> None:
+        self.keys = np.zeros(0, np.int64)
+        self.counts = np.zeros((0, len(self.names)), np.uint16)
+        self.rgb = np.zeros(0, np.uint32)
+        self.obj = np.zeros(0, np.uint32)
+        self.seen = np.zeros(0, np.int64)
+        self.objects: dict[int, MapObject] = {}
+        self._track_object: dict[int, int] = {}
+        self.frames = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.keys, self.counts, self.rgb, self.obj, self.seen))
+
+    # ------------------------------------------------------------------ integration
+    def _columns(self, class_names: list[str]) -> np.ndarray:
+        for n in class_names:
+            if n not in self._col:
+                self._col[n] = len(self.names)
+                self.names.append(n)
+        if self.counts.shape[1] < len(self.names):
+            grown = np.zeros((len(self.keys), len(self.names)), np.uint16)
+            grown[:, : self.counts.shape[1]] = self.counts
+            self.counts = grown
+        return np.array([self._col[n] for n in class_names], np.int64)
+
+    def frame_voxels(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted unique keys, index of each point's key) of map-frame points (P, 3)."""
+        q = np.floor(np.ascontiguousarray(xyz.T, dtype=np.float32) * np.float32(1.0 / self.voxel_size))
+        lo, hi = q.min(1).astype(np.int64), q.max(1).astype(np.int64)
+        dims = hi - lo + 1
+        cells_total = int(np.prod(dims))
+        if cells_total <= _DENSE_LIMIT:
+            qi = q.astype(np.int32)
+            local = (qi[0] - lo[0]) * int(dims[1] * dims[2]) + (qi[1] - lo[1]) * int(dims[2]) + (qi[2] - lo[2])
+            occupied = np.bincount(local, minlength=cells_total).astype(bool)
+            cells = np.flatnonzero(occupied)
+            lut = np.cumsum(occupied, dtype=np.int32) - 1
+            inv = lut[local]
+            cz = cells % dims[2]
+            cy = (cells // dims[2]) % dims[1]
+            cx = cells // (dims[1] * dims[2])
+            keys = pack(np.stack([cx + lo[0], cy + lo[1], cz + lo[2]], -1))
+            return keys, inv.astype(np.int64)
+        keys, inv = np.unique(pack(q.T.astype(np.int64)), return_inverse=True)  # a frame spanning kilometres
+        return keys, inv
+
+    def integrate(self, xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, instance: np.ndarray,
+                  class_names: list[str], instance_classes: np.ndarray, track_ids: np.ndarray,
+                  camera: np.ndarray) -> dict[int, np.ndarray]:
+        """Add one frame's valid points (map frame) and return each track's map-voxel keys.
+
+        ``labels`` per point: vocabulary index (-1 none); ``instance`` per point: 0 none, i = instance
+        i; ``instance_classes[i-1]`` its vocabulary index (-1 none), ``track_ids[i-1]`` its track.
+        """
+        self.frames += 1
+        cols = self._columns(class_names)
+        if len(xyz) == 0:
+            return {}
+        fkeys, inv = self.frame_voxels(xyz)
+        nv, nc = len(fkeys), len(class_names)
+        votes = np.bincount(inv * (nc + 1) + (labels + 1), minlength=nv * (nc + 1)).reshape(nv, nc + 1)[:, 1:]
+        n_inst = len(track_ids)
+        own = np.bincount(inv * (n_inst + 1) + instance, minlength=nv * (n_inst + 1)).reshape(nv, n_inst + 1)
+        own[:, 0] = 0
+        vox_inst = np.where(own.max(1) > 0, own.argmax(1), 0)  # majority instance of each voxel
+        colour = np.zeros(nv, np.uint32)
+        colour[inv] = rgb
+
+        idx = self._insert(fkeys)
+        acc = self.counts[idx][:, cols].astype(np.int64) + votes
+        block = self.counts[idx]
+        block[:, cols] = np.minimum(acc, 65535).astype(np.uint16)
+        self.counts[idx] = block
+        self.rgb[idx] = colour
+        self.seen[idx] = self.frames
+
+        tracks: dict[int, np.ndarray] = {}
+        order = np.argsort(vox_inst, kind="stable")
+        bounds = np.searchsorted(vox_inst[order], np.arange(n_inst + 2))
+        for i in range(1, n_inst + 1):
+            mine = idx[order[bounds[i]:bounds[i + 1]]]
+            if len(mine) == 0:
+                continue
+            t = int(track_ids[i - 1])
+            tracks[t] = self.keys[mine]
+            c = int(instance_classes[i - 1])
+            self._assign(mine, t, class_names[c] if c >= 0 else "")
+        self._evict(camera)
+        return tracks
+
+    def _insert(self, fkeys: np.ndarray) -> np.ndarray:
+        """Map indices of the (sorted) frame keys, inserting the new ones."""
+        pos = np.searchsorted(self.keys, fkeys)
+        found = pos < len(self.keys)
+        found[found] = self.keys[pos[found]] == fkeys[found]
+        if not found.all():
+            at, new = pos[~found], fkeys[~found]
+            k = len(new)
+            self.keys = np.insert(self.keys, at, new)
+            self.counts = np.insert(self.counts, at, np.zeros((k, self.counts.shape[1]), np.uint16), axis=0)
+            self.rgb = np.insert(self.rgb, at, np.zeros(k, np.uint32))
+            self.obj = np.insert(self.obj, at, np.zeros(k, np.uint32))
+            self.seen = np.insert(self.seen, at, np.zeros(k, np.int64))
+            pos = np.searchsorted(self.keys, fkeys)
+        return pos
+
+    def _assign(self, mine: np.ndarray, track: int, class_name: str) -> None:
+        owners = self.obj[mine]
+        counts = np.bincount(owners)
+        counts[0] = 0 if len(counts) else 0
+        oid = self._track_object.get(track)
+        if oid not in self.objects:
+            best = int(counts.argmax()) if len(counts) > 1 else 0
+            oid = best if best and counts[best] >= self.join_overlap * len(mine) else None
+        if oid is None:
+            oid = self._next_object
+            self._next_object += 1
+            self.objects[oid] = MapObject(oid)
+        for other in np.flatnonzero(counts).tolist():  # an object mostly covered by this instance joins it
+            if other != oid and other in self.objects and counts[other] >= 0.5 * int((self.obj == other).sum()):
+                self._merge(other, oid)
+        self.obj[mine] = oid
+        self._track_object[track] = oid
+        ob = self.objects[oid]
+        ob.views += 1
+        if class_name:
+            ob.votes[class_name] = ob.votes.get(class_name, 0) + 1
+
+    def _merge(self, src: int, dst: int) -> None:
+        self.obj[self.obj == src] = dst
+        a, b = self.objects.pop(src), self.objects[dst]
+        b.views += a.views
+        for k, v in a.votes.items():
+            b.votes[k] = b.votes.get(k, 0) + v
+        for t, o in self._track_object.items():
+            if o == src:
+                self._track_object[t] = dst
+
+    def _evict(self, camera: np.ndarray) -> None:
+        extra = len(self.keys) - self.max_voxels
+        if extra <= 0:
+            return
+        dist = np.linalg.norm(self.centres() - camera, axis=1)
+        drop = np.lexsort((-dist, self.seen))[:extra]  # oldest first, then farthest
+        keep = np.ones(len(self.keys), bool)
+        keep[drop] = False
+        self.keys, self.counts, self.rgb = self.keys[keep], self.counts[keep], self.rgb[keep]
+        self.obj, self.seen = self.obj[keep], self.seen[keep]
+        alive = set(np.unique(self.obj).tolist())
+        self.objects = {k: v for k, v in self.objects.items() if k in alive}
+
+    # ------------------------------------------------------------------ queries
+    def centres(self) -> np.ndarray:
+        return ((unpack(self.keys) + 0.5) * self.voxel_size).astype(np.float32)
+
+    def labels(self, class_names: list[str]) -> np.ndarray:
+        """(N,) class + 1 in ``class_names`` of each voxel's strongest evidence; 0 = none or not in them."""
+        out = np.zeros(len(self.keys), np.uint16)
+        if len(self.keys) == 0 or self.counts.shape[1] == 0:
+            return out
+        best = self.counts.argmax(1)
+        has = self.counts.max(1) > 0
+        lut = np.zeros(len(self.names), np.uint16)
+        for i, n in enumerate(class_names):
+            if n in self._col:
+                lut[self._col[n]] = i + 1
+        out[has] = lut[best[has]]
+        return out
+
+    def object_stats(self, min_voxels: int = 1) -> list[ObjectStats]:
+        if len(self.keys) == 0:
+            return []
+        c = self.centres().astype(np.float64)
+        order = np.argsort(self.obj, kind="stable")
+        ids, starts = np.unique(self.obj[order], return_index=True)
+        counts = np.diff(np.append(starts, len(order)))
+        sums = np.add.reduceat(c[order], starts, axis=0)
+        mins = np.minimum.reduceat(c[order], starts, axis=0) - self.voxel_size / 2
+        maxs = np.maximum.reduceat(c[order], starts, axis=0) + self.voxel_size / 2
+        out = []
+        for j, oid in enumerate(ids.tolist()):
+            if oid == 0 or oid not in self.objects or counts[j] < min_voxels:
+                continue
+            ob = self.objects[oid]
+            name, conf = ob.label()
+            out.append(ObjectStats(oid, name, conf, ob.views, int(counts[j]), sums[j] / counts[j], mins[j], maxs[j]))
+        return out
