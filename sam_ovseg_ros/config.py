@@ -96,6 +96,25 @@ class MarkersConfig:
 
 
 @dataclass
+class TrackingConfig:
+    iou_threshold: float = 0.3  # mask IoU that keeps a track from one frame to the next
+    max_age: int = 15  # frames a track may stay unseen (occlusion) before it is forgotten
+    overlap_3d: float = 0.3  # share of map voxels that re-associates an instance when masks do not overlap
+
+
+@dataclass
+class MapConfig:
+    enabled: bool = True
+    frame: str = "map"  # fixed frame; the colour frame's pose comes from /tf at the image stamp
+    voxel_size: float = 0.05  # m
+    max_voxels: int = 2_000_000  # the oldest (then farthest) voxels go beyond this
+    publish_period: float = 1.0  # s between ~/map/points, ~/map/objects, ~/map/markers
+    save_dir: str = "~/.ros/sam_ovseg_map"  # ~/map/save writes map.ply and objects.json here
+    tf_timeout: float = 0.1  # s to wait for the frame's transform before skipping the map for it
+    min_object_voxels: int = 5  # smaller objects are not reported
+
+
+@dataclass
 class DiagnosticsConfig:
     period: float = 5.0  # s between status logs and /diagnostics messages; 0 = off
 
@@ -124,6 +143,8 @@ class NodeConfig:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     markers: MarkersConfig = field(default_factory=MarkersConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    map: MapConfig = field(default_factory=MapConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
 
@@ -150,6 +171,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 STARTUP_ONLY = (
     "profile", "device", "precision", "weights_dir", "torch_threads", "sam.model_type",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
+    "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period",
+    "tracking.max_age",
 )
 
 
@@ -212,6 +235,18 @@ DESCRIPTIONS: dict[str, str] = {
                                    "p_color = R p_depth + t; [] = from the depth_to_color topic or identity",
     "markers.lifetime": "seconds before a class label marker vanishes in RViz; >= 0",
     "markers.text_size": "height of the class label text, metres",
+    "tracking.iou_threshold": "mask IoU, in (0, 1], above which an instance keeps the track it overlaps",
+    "tracking.max_age": "frames a track may stay unseen (occlusion) before it is forgotten; >= 1",
+    "tracking.overlap_3d": "share of map voxels, in (0, 1], that re-associates an instance with a track when a "
+                           "pose is known and the masks do not overlap",
+    "map.enabled": "integrate posed frames into the semantic voxel map and publish ~/map/*",
+    "map.frame": "fixed frame of the map; the colour frame's pose is looked up in /tf at the image stamp",
+    "map.voxel_size": "edge of a map voxel, metres; > 0",
+    "map.max_voxels": "map size bound: the voxels seen longest ago, then the farthest, are dropped; >= 1",
+    "map.publish_period": "seconds between ~/map/points, ~/map/objects and ~/map/markers; > 0",
+    "map.save_dir": "folder where ~/map/save writes map.ply and objects.json",
+    "map.tf_timeout": "seconds to wait for a frame's transform before the map skips that frame; >= 0",
+    "map.min_object_voxels": "objects with fewer voxels are not reported; >= 1",
     "diagnostics.period": "seconds between status logs and /diagnostics messages; 0 = off",
     "debug.delay_s": "test only: sleep this long per frame (seconds) to emulate a slow GPU; >= 0",
 }
@@ -327,6 +362,12 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("ovseg.clip_batch must be >= 1")
     if len(cfg.registration.depth_to_color) not in (0, 7):
         raise ConfigError("registration.depth_to_color must be [] or [tx ty tz qx qy qz qw]")
+    if not (0 < cfg.tracking.iou_threshold <= 1 and 0 < cfg.tracking.overlap_3d <= 1) or cfg.tracking.max_age < 1:
+        raise ConfigError("tracking.iou_threshold and overlap_3d must be in (0, 1], tracking.max_age >= 1")
+    if cfg.map.voxel_size <= 0 or cfg.map.max_voxels < 1 or cfg.map.publish_period <= 0:
+        raise ConfigError("map.voxel_size and map.publish_period must be > 0, map.max_voxels >= 1")
+    if cfg.map.tf_timeout < 0 or cfg.map.min_object_voxels < 1 or not cfg.map.frame.strip("/"):
+        raise ConfigError("map.tf_timeout must be >= 0, map.min_object_voxels >= 1, map.frame not empty")
     if cfg.debug.delay_s < 0 or cfg.markers.lifetime < 0 or cfg.diagnostics.period < 0:
         raise ConfigError("debug.delay_s, markers.lifetime and diagnostics.period must be >= 0")
     _check_colormap(cfg.depth.colormap)

@@ -31,11 +31,12 @@ class Frame:
     stamp_ns: int = 0
     depth_k: Intrinsics | None = None
     depth_to_color: tuple[np.ndarray, np.ndarray] | None = None
+    pose: np.ndarray | None = None  # 4x4 map <- colour camera at stamp_ns (None: no transform, no map update)
 
 
 @dataclass
 class Segment:
-    id: int
+    id: int  # 1..N in this frame's instance image
     area: int
     bbox: tuple[int, int, int, int]  # x, y, width, height (tight)
     score: float  # SAM predicted IoU
@@ -44,6 +45,12 @@ class Segment:
     class_score: float = 0.0
     centroid: tuple[float, float, float] = (float("nan"),) * 3
     valid_points: int = 0
+    track_id: int = 0  # stable across frames (0: not tracked)
+
+    @property
+    def key(self) -> int:
+        """What colours and markers follow: the track when there is one, else the frame's id."""
+        return self.track_id or self.id
 
 
 @dataclass

@@ -27,14 +27,16 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from . import config as config_mod, depth as depth_mod, image_codec, messages, models, topics, vocabulary
+from . import config as config_mod, depth as depth_mod, image_codec, messages, models, tf_listener, topics, vocabulary
 from .cloud import Intrinsics
 from .config import ConfigError, NodeConfig
 from .frame import Frame, InputError
+from .mapping.mapper import Mapper
 from .pipeline import Outputs, Pipeline
 from .registration import quat_to_matrix
 from .stats import NodeStats, Throttle
 from .sync import LatestSlot, PairSync, StampedLatest
+from .tf_buffer import TransformError
 
 _PARAM_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
                 str: Parameter.Type.STRING}
@@ -65,7 +67,11 @@ class SamOvsegNode(Node):
                                f"fusion.mode={cfg.fusion.mode} qos.reliability={cfg.qos.reliability} "
                                f"sync.slop={cfg.sync.slop}s, {len(cfg.classes)} classes")
         self.models = models.build(cfg, log=self.get_logger().info)
-        self.pipeline = Pipeline(self.models)
+        tc, mc = cfg.tracking, cfg.map
+        self.mapper = Mapper(mc.voxel_size, mc.max_voxels, tc.iou_threshold, tc.max_age, tc.overlap_3d,
+                             mc.min_object_voxels)
+        self.pipeline = Pipeline(self.models, self.mapper)
+        self._tf = tf_listener.make(self) if mc.enabled else None
         depth_mod.colormap_lut(cfg.depth.colormap)  # matplotlib's import and the LUT, before the first frame
 
         self._sync: PairSync[Image] = PairSync(int(round(cfg.sync.slop * 1e9)), cfg.sync.queue_size,
@@ -115,6 +121,22 @@ class SamOvsegNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", qos_out)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._publish_vocabulary(cfg.classes)
+        if cfg.map.enabled:
+            from std_srvs.srv import Trigger
+
+            from .msg import ObjectArray
+
+            map_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)  # a late RViz gets the map at once
+            self.pub_map_points = self.create_publisher(PointCloud2, "~/map/points", map_qos)
+            self.pub_map_objects = self.create_publisher(ObjectArray, "~/map/objects", map_qos)
+            self.pub_map_markers = self.create_publisher(MarkerArray, "~/map/markers", map_qos)
+            self.create_service(Trigger, "~/map/clear", self._on_map_clear)
+            self.create_service(Trigger, "~/map/save", self._on_map_save)
+            self.create_timer(cfg.map.publish_period, self._publish_map)
+            self._map_published_stamp = -1
+            self.get_logger().info(f"map: {cfg.map.voxel_size} m voxels in '{cfg.map.frame}' (poses from "
+                                   f"{self._tf.backend} TF)")
 
         self.add_pre_set_parameters_callback(self._with_file_classes)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -262,8 +284,63 @@ class SamOvsegNode(Node):
 
     def _on_time_reset(self, from_ns: int, to_ns: int) -> None:
         self.get_logger().warning(f"input stamps jumped back from {from_ns / 1e9:.3f} s to {to_ns / 1e9:.3f} s "
-                               "(bag loop or clock reset): sync buffers reset, processing continues")
+                               "(bag loop or clock reset): sync, TF and track buffers reset, processing continues")
         self.stats.count("time_resets")
+        if self._tf is not None:
+            self._tf.reset()
+        self.mapper.reset_time()
+
+    # ---------------------------------------------------------------- map
+    def _pose(self, frame: Frame, frame_id: str, cfg: NodeConfig) -> None:
+        """frame.pose = map.frame <- colour frame at the image stamp, or a throttled warning naming what is
+        missing (the frame is still processed and published; only the map skips it)."""
+        if self._tf is None:
+            return
+        if not frame_id:
+            reason = "the colour image has an empty frame_id"
+        else:
+            try:
+                frame.pose = self._tf.lookup(cfg.map.frame, frame_id, frame.stamp_ns, cfg.map.tf_timeout)
+                return
+            except TransformError as exc:
+                reason = str(exc)
+        self.stats.count("map_skipped")
+        if self._throttle.ok("map_tf" + re.sub(r"[-+]?\d[\d.e+-]*", "#", reason)):
+            self.get_logger().warning(f"map: no transform {cfg.map.frame} <- '{frame_id}' at "
+                                      f"{frame.stamp_ns / 1e9:.3f} s: {reason}. The frame is published; the map "
+                                      "skips it (repeats throttled to one per 5 s)")
+
+    def _publish_map(self) -> None:
+        cfg = self.config()
+        snap = self.mapper.snapshot(cfg.classes)
+        if snap.stamp_ns == self._map_published_stamp:
+            return  # nothing integrated since the last publication
+        self._map_published_stamp = snap.stamp_ns
+        header = messages.Header(frame_id=cfg.map.frame)
+        header.stamp.sec, header.stamp.nanosec = divmod(snap.stamp_ns, 1_000_000_000)
+        self.pub_map_points.publish(messages.map_points(snap, header))
+        self.pub_map_objects.publish(messages.map_objects(snap, header))
+        self.pub_map_markers.publish(messages.map_markers(snap, header, self.get_name() + "/map",
+                                                          cfg.markers.text_size))
+
+    def _on_map_clear(self, request, response):
+        self.mapper.clear()
+        self._map_published_stamp = -1
+        response.success, response.message = True, "map cleared"
+        return response
+
+    def _on_map_save(self, request, response):
+        from pathlib import Path
+
+        cfg = self.config()
+        try:
+            ply, js = self.mapper.save(Path(cfg.map.save_dir).expanduser(), cfg.classes)
+        except OSError as exc:
+            response.success, response.message = False, f"cannot save the map: {exc}"
+            return response
+        response.success, response.message = True, f"{ply} {js}"
+        self.get_logger().info(f"map saved: {ply}, {js}")
+        return response
 
     # ---------------------------------------------------------------- worker
     def _warn(self, kind: str, message: str) -> None:
@@ -354,6 +431,7 @@ class SamOvsegNode(Node):
             try:
                 frame = self._decode(job, cfg)
                 decode_s = time.perf_counter() - t0
+                self._pose(frame, job.color.header.frame_id, cfg)
                 want = Outputs(points=self.pub_points.get_subscription_count() > 0,
                                overlay=self.pub_overlay.get_subscription_count() > 0)
                 result = self.pipeline.process(frame, cfg, want)

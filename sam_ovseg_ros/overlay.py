@@ -36,7 +36,8 @@ PALETTE_BY_ID.setflags(write=False)
 
 def colors_of(ids: np.ndarray) -> np.ndarray:
     """Palette colour of each id (id 0 -> black)."""
-    return np.take(PALETTE_BY_ID, np.asarray(ids).astype(np.intp) & 0xFFFF, axis=0)
+    ids = np.asarray(ids).astype(np.intp)
+    return np.take(PALETTE, np.where(ids > 0, (ids - 1) % 255 + 1, 0), axis=0)
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
@@ -89,7 +90,9 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4) -> np.ndarray:
 def draw(color: np.ndarray, instances: np.ndarray, segments: list[Segment]) -> np.ndarray:
     """H x W x 3 uint8: instance colours blended 50/50, outlines, and a caption per segment."""
     color = np.ascontiguousarray(color)
-    tint = np.take(PALETTE_BY_ID, instances, axis=0)
+    keys = np.zeros(len(segments) + 1, np.intp)
+    keys[1:] = [(s.key - 1) % 255 + 1 for s in segments]  # colours follow tracks: an object keeps its colour
+    tint = np.take(PALETTE_BY_ID, keys[instances], axis=0)
     blended = cv2.addWeighted(color, 1.0 - ALPHA, tint, ALPHA, 0.0)
     out = color.copy()
     np.copyto(out, blended, where=(instances > 0)[..., None])
@@ -97,7 +100,7 @@ def draw(color: np.ndarray, instances: np.ndarray, segments: list[Segment]) -> n
     if segments:
         pts = caption_points(instances, len(segments))
         scale = max(0.35, min(color.shape[:2]) / 1000.0)
-        text_colors = np.maximum(colors_of(np.array([s.id for s in segments])), 110).tolist()
+        text_colors = np.maximum(colors_of(np.array([s.key for s in segments])), 110).tolist()
         h, w = out.shape[:2]
         for seg, (x, y), bright in zip(segments, pts.tolist(), text_colors):
             if x < 0:

@@ -41,8 +41,9 @@ class Outputs:
 class Pipeline:
     """Runs frames with the models it was given (``models`` may be None: depth and cloud only)."""
 
-    def __init__(self, models=None) -> None:
+    def __init__(self, models=None, mapper=None) -> None:
         self.models = models
+        self.mapper = mapper  # mapping.Mapper: track ids, and the voxel map of posed frames
         self._bp = cloud.Backprojector()
 
     def check(self, frame: Frame, cfg: NodeConfig) -> None:
@@ -108,6 +109,12 @@ class Pipeline:
         with timer("segments"):
             cents = cloud.centroids(self._bp, depth_m, frame.k, instances, len(scores))
             segments = segments_from_instances(instances, scores, classes, class_scores, class_names, cents)
+        if self.mapper is not None:
+            with timer("track_map"):
+                tracks = self.mapper.step(instances, semantic, frame.color, depth_m, self._bp.rays(frame.k),
+                                          np.asarray(classes, np.int64), class_names, frame.pose, frame.stamp_ns)
+            for seg, t in zip(segments, tracks.tolist()):
+                seg.track_id = t
         points = overlay = None
         if cfg.cloud.enabled and want.points:
             with timer("cloud"):

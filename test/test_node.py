@@ -89,9 +89,12 @@ def check_frame(out, rgb, d, k, stamp, class_names):
     # markers: one text per segment with a finite centroid, at that centroid, in the cloud frame
     texts = [m for m in out["markers"].markers if m.action == 0]
     assert out["markers"].markers[0].action == 3  # DELETEALL first
-    assert {m.id for m in texts} == {s.id for s in segs if s.valid_points > 0}
+    # markers and overlay colours follow track ids: unique per frame, never 0
+    by_track = {s.track_id: s for s in segs}
+    assert len(by_track) == len(segs) and 0 not in by_track
+    assert {m.id for m in texts} == {s.track_id for s in segs if s.valid_points > 0}
     for m in texts:
-        s = segs[m.id - 1]
+        s = by_track[m.id]
         assert m.header.frame_id == pc.header.frame_id and m.text == (s.class_name or f"#{s.id}")
         assert (m.pose.position.x, m.pose.position.y, m.pose.position.z) == (s.centroid.x, s.centroid.y, s.centroid.z)
         assert m.lifetime.sec + m.lifetime.nanosec > 0

@@ -35,6 +35,17 @@ def unpack(keys: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class FrameVoxels:
+    keys: np.ndarray  # (V,) sorted int64 voxel keys of the frame
+    inv: np.ndarray  # (P,) each point's index into keys
+    instance_voxels: list[np.ndarray]  # per instance 1..n: indices into keys of the voxels it owns
+
+    def instance_keys(self) -> list[np.ndarray]:
+        """Per instance, its sorted voxel keys (what the tracker compares in 3D)."""
+        return [self.keys[v] for v in self.instance_voxels]
+
+
+@dataclass
 class MapObject:
     id: int
     views: int = 0
@@ -119,49 +130,41 @@ class VoxelMap:
         keys, inv = np.unique(pack(q.T.astype(np.int64)), return_inverse=True)  # a frame spanning kilometres
         return keys, inv
 
-    def integrate(self, xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, instance: np.ndarray,
-                  class_names: list[str], instance_classes: np.ndarray, track_ids: np.ndarray,
-                  camera: np.ndarray) -> dict[int, np.ndarray]:
-        """Add one frame's valid points (map frame) and return each track's map-voxel keys.
+    def voxelize(self, xyz: np.ndarray, instance: np.ndarray, n_instances: int) -> "FrameVoxels":
+        """A frame's voxels: keys, each point's voxel, each voxel's majority instance (0 none)."""
+        fkeys, inv = self.frame_voxels(xyz)
+        nv = len(fkeys)
+        own = np.bincount(inv * (n_instances + 1) + instance, minlength=nv * (n_instances + 1))
+        own = own.reshape(nv, n_instances + 1)
+        own[:, 0] = 0
+        vox_inst = np.where(own.max(1) > 0, own.argmax(1), 0)
+        order = np.argsort(vox_inst, kind="stable")
+        bounds = np.searchsorted(vox_inst[order], np.arange(n_instances + 2))
+        return FrameVoxels(fkeys, inv, [order[bounds[i]:bounds[i + 1]] for i in range(1, n_instances + 1)])
 
-        ``labels`` per point: vocabulary index (-1 none); ``instance`` per point: 0 none, i = instance
-        i; ``instance_classes[i-1]`` its vocabulary index (-1 none), ``track_ids[i-1]`` its track.
-        """
+    def integrate(self, fv: "FrameVoxels", rgb: np.ndarray, labels: np.ndarray, class_names: list[str],
+                  instance_classes: np.ndarray, track_ids: np.ndarray, camera: np.ndarray) -> None:
+        """Add one voxelized frame: ``labels`` per point (vocabulary index, -1 none), per instance its
+        class (``instance_classes``, -1 none) and track; ``camera`` (map frame) for eviction."""
         self.frames += 1
         cols = self._columns(class_names)
-        if len(xyz) == 0:
-            return {}
-        fkeys, inv = self.frame_voxels(xyz)
-        nv, nc = len(fkeys), len(class_names)
-        votes = np.bincount(inv * (nc + 1) + (labels + 1), minlength=nv * (nc + 1)).reshape(nv, nc + 1)[:, 1:]
-        n_inst = len(track_ids)
-        own = np.bincount(inv * (n_inst + 1) + instance, minlength=nv * (n_inst + 1)).reshape(nv, n_inst + 1)
-        own[:, 0] = 0
-        vox_inst = np.where(own.max(1) > 0, own.argmax(1), 0)  # majority instance of each voxel
+        nv, nc = len(fv.keys), len(class_names)
+        if nv == 0:
+            return
+        votes = np.bincount(fv.inv * (nc + 1) + (labels + 1), minlength=nv * (nc + 1)).reshape(nv, nc + 1)[:, 1:]
         colour = np.zeros(nv, np.uint32)
-        colour[inv] = rgb
-
-        idx = self._insert(fkeys)
-        acc = self.counts[idx][:, cols].astype(np.int64) + votes
+        colour[fv.inv] = rgb
+        idx = self._insert(fv.keys)
         block = self.counts[idx]
-        block[:, cols] = np.minimum(acc, 65535).astype(np.uint16)
+        block[:, cols] = np.minimum(block[:, cols].astype(np.int64) + votes, 65535).astype(np.uint16)
         self.counts[idx] = block
         self.rgb[idx] = colour
         self.seen[idx] = self.frames
-
-        tracks: dict[int, np.ndarray] = {}
-        order = np.argsort(vox_inst, kind="stable")
-        bounds = np.searchsorted(vox_inst[order], np.arange(n_inst + 2))
-        for i in range(1, n_inst + 1):
-            mine = idx[order[bounds[i]:bounds[i + 1]]]
-            if len(mine) == 0:
-                continue
-            t = int(track_ids[i - 1])
-            tracks[t] = self.keys[mine]
-            c = int(instance_classes[i - 1])
-            self._assign(mine, t, class_names[c] if c >= 0 else "")
+        for i, local in enumerate(fv.instance_voxels):
+            if len(local):
+                c = int(instance_classes[i])
+                self._assign(idx[local], int(track_ids[i]), class_names[c] if c >= 0 else "")
         self._evict(camera)
-        return tracks
 
     def _insert(self, fkeys: np.ndarray) -> np.ndarray:
         """Map indices of the (sorted) frame keys, inserting the new ones."""

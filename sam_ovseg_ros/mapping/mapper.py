@@ -1,0 +1,113 @@
+"""Per frame: track the instances, and integrate posed frames into the voxel map (ROS-free).
+
+The pipeline calls ``step`` after fusion; with a pose (map <- camera, 4x4) the frame's valid points
+go to the map and the tracker also compares instances in 3D. Thread-safe: the node's timer reads
+the map (``snapshot``) while the worker integrates.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..tracking import Tracker
+from .voxel_map import ObjectStats, VoxelMap
+
+
+@dataclass
+class MapSnapshot:
+    xyz: np.ndarray  # (N, 3) float32 voxel centres, map frame
+    rgb: np.ndarray  # (N,) uint32 0x00RRGGBB, last seen colour
+    label: np.ndarray  # (N,) uint16 class + 1 in the current vocabulary (0 none)
+    object: np.ndarray  # (N,) uint32 object id (0 none)
+    objects: list[ObjectStats]
+    class_names: list[str]
+    stamp_ns: int
+    nbytes: int
+
+
+class Mapper:
+    def __init__(self, voxel_size: float, max_voxels: int, iou_threshold: float, max_age: int,
+                 overlap_3d: float, min_object_voxels: int = 5) -> None:
+        self.map = VoxelMap(voxel_size, max_voxels)
+        self.tracker = Tracker(iou_threshold, max_age, overlap_3d)
+        self.min_object_voxels = min_object_voxels
+        self.stamp_ns = 0
+        self._lock = threading.Lock()
+
+    def step(self, instances: np.ndarray, semantic: np.ndarray, rgb: np.ndarray, depth_m: np.ndarray,
+             rays: tuple[np.ndarray, np.ndarray], classes: np.ndarray, class_names: list[str],
+             pose: np.ndarray | None, stamp_ns: int, integrate: bool = True) -> np.ndarray:
+        """Track ids of instances 1..n (``classes[i]``: vocabulary index of instance i + 1, -1 none)."""
+        n = len(classes)
+        fv = None
+        with self._lock:
+            if pose is not None:
+                valid = np.isfinite(depth_m)
+                z = depth_m[valid]
+                vv, uu = np.nonzero(valid)
+                cam = np.stack([rays[0][0, uu] * z, rays[1][vv, 0] * z, z])  # (3, P) float32
+                xyz = (pose[:3, :3].astype(np.float32) @ cam + pose[:3, 3:4].astype(np.float32)).T
+                fv = self.map.voxelize(xyz, instances[valid].astype(np.int64), n)
+            tracks = self.tracker.update(instances, n, fv.instance_keys() if fv is not None else None)
+            if fv is not None and integrate:
+                packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+                          | rgb[..., 2])[valid]
+                labels = semantic[valid].astype(np.int64) - 1
+                self.map.integrate(fv, packed, labels, class_names, np.asarray(classes), tracks, pose[:3, 3])
+                self.stamp_ns = stamp_ns
+        return tracks
+
+    def reset_time(self) -> None:
+        """Time jumped back (a bag loop): tracks start over (ids keep counting), the map stays."""
+        with self._lock:
+            self.tracker.reset()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.map.clear()
+
+    def snapshot(self, class_names: list[str]) -> MapSnapshot:
+        with self._lock:
+            m = self.map
+            return MapSnapshot(m.centres(), m.rgb.copy(), m.labels(class_names), m.obj.copy(),
+                               m.object_stats(self.min_object_voxels), list(class_names), self.stamp_ns, m.nbytes())
+
+    def save(self, folder: Path, class_names: list[str]) -> tuple[Path, Path]:
+        """A binary PLY of the voxels (x y z, colour, label, object) and a JSON of the objects."""
+        snap = self.snapshot(class_names)
+        folder.mkdir(parents=True, exist_ok=True)
+        ply, js = folder / "map.ply", folder / "objects.json"
+        write_ply(ply, snap)
+        js.write_text(json.dumps(objects_json(snap), indent=1))
+        return ply, js
+
+
+def objects_json(snap: MapSnapshot) -> dict:
+    return {"class_names": snap.class_names, "stamp_ns": snap.stamp_ns, "objects": [
+        {"id": o.id, "class_name": o.class_name,
+         "class_id": snap.class_names.index(o.class_name) + 1 if o.class_name in snap.class_names else 0,
+         "class_confidence": round(o.confidence, 4), "views": o.views, "voxels": o.voxels,
+         "centroid": [round(float(v), 4) for v in o.centroid],
+         "bbox_min": [round(float(v), 4) for v in o.bbox_min], "bbox_max": [round(float(v), 4) for v in o.bbox_max]}
+        for o in snap.objects]}
+
+
+PLY_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+                      ("label", "<u2"), ("object", "<u4")])
+
+
+def write_ply(path: Path, snap: MapSnapshot) -> None:
+    v = np.empty(len(snap.xyz), PLY_DTYPE)
+    for i, a in enumerate("xyz"):
+        v[a] = snap.xyz[:, i]
+    v["red"], v["green"], v["blue"] = (snap.rgb >> 16) & 255, (snap.rgb >> 8) & 255, snap.rgb & 255
+    v["label"], v["object"] = snap.label, snap.object
+    head = ("ply\nformat binary_little_endian 1.0\ncomment sam_ovseg_ros semantic voxel map; label = class + 1 of "
+            f"[{', '.join(snap.class_names)}]\nelement vertex {len(v)}\nproperty float x\nproperty float y\n"
+            "property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
+            "property ushort label\nproperty uint object\nend_header\n")
+    path.write_bytes(head.encode() + v.tobytes())
