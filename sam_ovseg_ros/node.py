@@ -284,11 +284,9 @@ class SamOvsegNode(Node):
 
     def _on_time_reset(self, from_ns: int, to_ns: int) -> None:
         self.get_logger().warning(f"input stamps jumped back from {from_ns / 1e9:.3f} s to {to_ns / 1e9:.3f} s "
-                               "(bag loop or clock reset): sync, TF and track buffers reset, processing continues")
+                               "(bag loop or clock reset): sync and track buffers reset, processing continues")
         self.stats.count("time_resets")
-        if self._tf is not None:
-            self._tf.reset()
-        self.mapper.reset_time()
+        self.mapper.reset_time()  # TF links reset themselves when their own stamps jump back
 
     # ---------------------------------------------------------------- map
     def _pose(self, frame: Frame, frame_id: str, cfg: NodeConfig) -> None:

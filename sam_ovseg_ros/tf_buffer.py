@@ -17,6 +17,9 @@ import numpy as np
 from .registration import quat_to_matrix
 
 
+JUMP_BACK_NS = 1_000_000_000  # a link's samples this much older than its newest mean time was reset
+
+
 class TransformError(LookupError):
     """No transform for the asked frames and time; the message names the missing link."""
 
@@ -67,8 +70,8 @@ class TfBuffer:
             if static:
                 link.stamps, link.poses = [0], [(t, q)]
                 return
-            if link.stamps and stamp_ns < link.stamps[-1] - self.cache_ns:
-                link.stamps.clear()  # time went far back (a bag loop): the old samples are another run
+            if link.stamps and stamp_ns < link.stamps[-1] - JUMP_BACK_NS:
+                link.stamps.clear()  # time went back (a bag loop): the old samples are another run
                 link.poses.clear()
             i = bisect.bisect_left(link.stamps, stamp_ns)
             if i < len(link.stamps) and link.stamps[i] == stamp_ns:

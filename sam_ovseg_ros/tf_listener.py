@@ -46,9 +46,6 @@ class BufferListener:
                     raise
                 time.sleep(0.005)
 
-    def reset(self) -> None:
-        self.buffer.reset()
-
 
 class Tf2RosListener:
     """tf2_ros's Buffer and TransformListener (a ROS install)."""
@@ -73,9 +70,6 @@ class Tf2RosListener:
             raise TransformError(str(exc)) from None
         t, q = tr.transform.translation, tr.transform.rotation
         return matrix(np.array([t.x, t.y, t.z]), np.array([q.x, q.y, q.z, q.w]))
-
-    def reset(self) -> None:
-        self.buffer.clear()
 
 
 def make(node):
