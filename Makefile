@@ -23,6 +23,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_overhead.py
+	$(PY) bench/bench_map.py
 
 clean:
 	rm -rf build out

@@ -112,6 +112,7 @@ class MapConfig:
     save_dir: str = "~/.ros/sam_ovseg_map"  # ~/map/save writes map.ply and objects.json here
     tf_timeout: float = 0.1  # s to wait for the frame's transform before skipping the map for it
     min_object_voxels: int = 5  # smaller objects are not reported
+    pixel_stride: int = 2  # integrate every n-th row and column (2: samples <= 1.5 cm apart up to 4.5 m)
 
 
 @dataclass
@@ -171,7 +172,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 STARTUP_ONLY = (
     "profile", "device", "precision", "weights_dir", "torch_threads", "sam.model_type",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
-    "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period",
+    "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
     "tracking.max_age",
 )
 
@@ -247,6 +248,9 @@ DESCRIPTIONS: dict[str, str] = {
     "map.save_dir": "folder where ~/map/save writes map.ply and objects.json",
     "map.tf_timeout": "seconds to wait for a frame's transform before the map skips that frame; >= 0",
     "map.min_object_voxels": "objects with fewer voxels are not reported; >= 1",
+    "map.pixel_stride": "integrate every n-th row and column of the frame; 1 = every pixel. At 2 the samples "
+                        "stay far denser than 5 cm voxels (<= 1.5 cm apart up to 4.5 m at f = 600 px) at a "
+                        "quarter of the cost; >= 1",
     "diagnostics.period": "seconds between status logs and /diagnostics messages; 0 = off",
     "debug.delay_s": "test only: sleep this long per frame (seconds) to emulate a slow GPU; >= 0",
 }
@@ -368,6 +372,8 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("map.voxel_size and map.publish_period must be > 0, map.max_voxels >= 1")
     if cfg.map.tf_timeout < 0 or cfg.map.min_object_voxels < 1 or not cfg.map.frame.strip("/"):
         raise ConfigError("map.tf_timeout must be >= 0, map.min_object_voxels >= 1, map.frame not empty")
+    if cfg.map.pixel_stride < 1:
+        raise ConfigError("map.pixel_stride must be >= 1")
     if cfg.debug.delay_s < 0 or cfg.markers.lifetime < 0 or cfg.diagnostics.period < 0:
         raise ConfigError("debug.delay_s, markers.lifetime and diagnostics.period must be >= 0")
     _check_colormap(cfg.depth.colormap)

@@ -8,6 +8,9 @@
    (loopback only) and records every output topic to out/bag.
 4. From the recorded bag: PNGs of overlay, depth colormap, instance/semantic views, a PLY of the
    semantic cloud, and an RViz-like picture (overlay + cloud views) per frame.
+5. Mapping: the posed 7-Scenes frames with their poses on /tf (map -> odom -> base_link -> camera)
+   through a second node; its ~/map/save service writes out/map/map.ply and out/map/objects.json,
+   rendered to out/map_view.png (the accumulated map by colour and by object, boxes and names).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 NS = "demo"
+NS_MAP = "demo_map"
 WARNING = ("WARNING: the real SAM / OVSeg checkpoints were not found, so this demo ran the 'tiny' profile: "
            "models with RANDOM weights. Instances and class labels in out/ are MEANINGLESS; they only show "
            "that the pipeline, topics and files work. Put sam_vit_h_4b8939.pth and "
@@ -75,13 +79,7 @@ def run(out: Path, rate: float, log) -> int:
     log(f"sample recording: {bag_in} (ScanNet scene0000_00, {len(samplebag.load_frames())} frames)")
 
     env = ros_env()
-    node_cmd = [sys.executable, "-m", "sam_ovseg_ros.node", "--ros-args", "-r", f"__ns:=/{NS}",
-                "-r", f"color/image:={samplebag.COLOR}", "-r", f"depth/image:={samplebag.DEPTH}",
-                "-r", f"color/camera_info:={samplebag.INFO}", "-p", "diagnostics.period:=2.0"]
-    for k, v in params.items():
-        node_cmd += ["-p", f"{k}:={v}"]
-    node_log = open(out / "node.log", "w")
-    node = subprocess.Popen(node_cmd, stdout=node_log, stderr=subprocess.STDOUT, env=env)
+    node, node_log = start_node(NS, params, env, out / "node.log")
     try:
         recorded = [f"/{NS}/sam_ovseg/{t}" for t in topics.OUTPUTS]
         replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag_in), "--wait", "600",
@@ -91,19 +89,114 @@ def run(out: Path, rate: float, log) -> int:
         rc = subprocess.run(replay_cmd, env=env, timeout=1800).returncode
         log(f"replay finished in {time.monotonic() - t0:.0f} s (exit {rc})")
     finally:
-        node.send_signal(2)
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        node_log.close()
+        stop_node(node, node_log)
     if rc != 0:
         return rc
     n = export(out / "bag", out, log)
+    rc = run_mapping(out, rate, params, env, log)
+    if rc != 0:
+        return rc
     if profile == "tiny":
         (out / "WARNING_RANDOM_WEIGHTS.txt").write_text(WARNING.format(folder=choose_folder()) + "\n")
     log(f"out/: {n} frames exported; see out/README.txt")
     return 0 if n > 0 else 1
+
+
+def start_node(ns: str, params: dict, env: dict, log_path: Path) -> tuple[subprocess.Popen, object]:
+    from . import samplebag
+
+    cmd = [sys.executable, "-m", "sam_ovseg_ros.node", "--ros-args", "-r", f"__ns:=/{ns}",
+           "-r", f"color/image:={samplebag.COLOR}", "-r", f"depth/image:={samplebag.DEPTH}",
+           "-r", f"color/camera_info:={samplebag.INFO}", "-p", "diagnostics.period:=2.0"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={v}"]
+    log_file = open(log_path, "w")
+    return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env), log_file
+
+
+def stop_node(node: subprocess.Popen, log_file) -> None:
+    node.send_signal(2)
+    try:
+        node.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        node.kill()
+    log_file.close()
+
+
+def run_mapping(out: Path, rate: float, params: dict, env: dict, log) -> int:
+    """The posed 7-Scenes frames through a node with the map on; the map saved through ~/map/save."""
+    from . import samplebag
+
+    frames = samplebag.load_posed_frames()
+    bag_in = Path("build") / "mapping_bag"
+    shutil.rmtree(bag_in, ignore_errors=True)
+    samplebag.write(bag_in, frames=frames, rate_hz=rate)
+    log(f"mapping recording: {bag_in} (7-Scenes redkitchen, {len(frames)} frames, poses on /tf)")
+    map_dir = (out / "map").resolve()
+    shutil.rmtree(map_dir, ignore_errors=True)
+    node, log_file = start_node(NS_MAP, {**params, "map.save_dir": str(map_dir)}, env, out / "node_map.log")
+    try:
+        segments = f"/{NS_MAP}/sam_ovseg/segments"
+        replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag_in), "--wait", "600",
+                      "--record", str(out / "map_bag"), "--topics", segments, "--linger", "120",
+                      "--expect", str(len(frames))]
+        shutil.rmtree(out / "map_bag", ignore_errors=True)
+        rc = subprocess.run(replay_cmd, env=env, timeout=1800).returncode
+        if rc == 0:
+            saved = call_trigger(f"/{NS_MAP}/sam_ovseg/map/save", env)
+            log(f"~/map/save: {saved}")
+    finally:
+        stop_node(node, log_file)
+    if rc != 0 or not (map_dir / "map.ply").is_file():
+        log("mapping run failed: see out/node_map.log")
+        return rc or 1
+    n_obj = render_map(map_dir, frames[0][4], out / "map_view.png")
+    log(f"map: out/map/map.ply, out/map/objects.json ({n_obj} objects), out/map_view.png")
+    return 0
+
+
+def call_trigger(service: str, env: dict) -> str:
+    """Call a std_srvs/Trigger service from a short-lived process (DDS on loopback, like the node)."""
+    code = ("import sys, rclpy; from std_srvs.srv import Trigger; rclpy.init(); n = rclpy.create_node('demo_call');"
+            f"c = n.create_client(Trigger, '{service}'); assert c.wait_for_service(timeout_sec=30);"
+            "f = c.call_async(Trigger.Request()); rclpy.spin_until_future_complete(n, f, timeout_sec=60);"
+            "r = f.result(); print(r.message); sys.exit(0 if r.success else 1)")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return res.stdout.strip() or res.stderr.strip()[-500:]
+
+
+def render_map(map_dir: Path, first_pose: np.ndarray, path: Path) -> int:
+    """The saved map from above and behind the first camera: by colour, and by object with boxes and names."""
+    import json
+
+    import cv2
+    from PIL import Image
+
+    from . import render
+    from .mapping.mapper import PLY_DTYPE
+    from .overlay import colors_of
+
+    raw = (map_dir / "map.ply").read_bytes()
+    body = raw[raw.index(b"end_header\n") + len(b"end_header\n"):]
+    v = np.frombuffer(body, PLY_DTYPE)
+    objects = json.loads((map_dir / "objects.json").read_text())["objects"]
+    to_cam = np.linalg.inv(first_pose)  # map -> first camera's optical frame, the frame orbit_view expects
+    xyz = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64) @ to_cam[:3, :3].T + to_cam[:3, 3]
+    rgb = np.stack([v["red"], v["green"], v["blue"]], 1)
+    by_obj = colors_of(v["object"]).astype(np.uint8)
+    by_obj[v["object"] == 0] = 90
+    view = dict(size=(800, 600), elevation_deg=50.0, azimuth_deg=-20.0, distance_scale=2.0)
+    a, b = render.orbit_view(xyz, rgb, splat=5, **view), render.orbit_view(xyz, by_obj, splat=5, **view)
+    for o in objects:  # the class name at each object's centroid, projected like the points
+        c = np.array(o["centroid"]) @ to_cam[:3, :3].T + to_cam[:3, 3]
+        uv = render.project(xyz, c[None], **view)
+        if uv is not None:
+            cv2.putText(b, f"{o['class_name'] or '?'} #{o['id']}", uv, cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    panel = np.concatenate([render.caption(a, "~/map/points (rgb)"),
+                            render.caption(b, f"~/map/points (object), {len(objects)} objects")], axis=1)
+    Image.fromarray(panel).save(path)
+    return len(objects)
 
 
 def choose_folder() -> Path:
@@ -163,7 +256,8 @@ def export(bag: Path, out: Path, log) -> int:
                      f"classes: {', '.join(names) or '-'}")
     summary = ["sam_ovseg_ros demo output", f"vocabulary ({len(vocab)}): {', '.join(vocab)}", *lines,
                "files: bag/ (rosbag2 of every output topic), frameNN_{overlay,depth_colormap,instances,semantic,"
-               "rviz_view}.png, frameNN_semantic_cloud.ply, node.log"]
+               "rviz_view}.png, frameNN_semantic_cloud.ply, node.log; mapping: map/map.ply, map/objects.json, "
+               "map_view.png, node_map.log"]
     (out / "README.txt").write_text("\n".join(summary) + "\n")
     for ln in lines:
         log(ln)

@@ -69,7 +69,7 @@ class SamOvsegNode(Node):
         self.models = models.build(cfg, log=self.get_logger().info)
         tc, mc = cfg.tracking, cfg.map
         self.mapper = Mapper(mc.voxel_size, mc.max_voxels, tc.iou_threshold, tc.max_age, tc.overlap_3d,
-                             mc.min_object_voxels)
+                             mc.min_object_voxels, mc.pixel_stride)
         self.pipeline = Pipeline(self.models, self.mapper)
         self._tf = tf_listener.make(self) if mc.enabled else None
         depth_mod.colormap_lut(cfg.depth.colormap)  # matplotlib's import and the LUT, before the first frame
@@ -128,11 +128,11 @@ class SamOvsegNode(Node):
 
             map_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)  # a late RViz gets the map at once
-            self.pub_map_points = self.create_publisher(PointCloud2, "~/map/points", map_qos)
-            self.pub_map_objects = self.create_publisher(ObjectArray, "~/map/objects", map_qos)
-            self.pub_map_markers = self.create_publisher(MarkerArray, "~/map/markers", map_qos)
-            self.create_service(Trigger, "~/map/clear", self._on_map_clear)
-            self.create_service(Trigger, "~/map/save", self._on_map_save)
+            self.pub_map_points = self.create_publisher(PointCloud2, "~/" + topics.MAP_OUTPUTS[0], map_qos)
+            self.pub_map_objects = self.create_publisher(ObjectArray, "~/" + topics.MAP_OUTPUTS[1], map_qos)
+            self.pub_map_markers = self.create_publisher(MarkerArray, "~/" + topics.MAP_OUTPUTS[2], map_qos)
+            self.create_service(Trigger, "~/" + topics.MAP_SERVICES[0], self._on_map_clear)
+            self.create_service(Trigger, "~/" + topics.MAP_SERVICES[1], self._on_map_save)
             self.create_timer(cfg.map.publish_period, self._publish_map)
             self._map_published_stamp = -1
             self.get_logger().info(f"map: {cfg.map.voxel_size} m voxels in '{cfg.map.frame}' (poses from "

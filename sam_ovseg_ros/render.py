@@ -29,16 +29,8 @@ def write_ply(path: Path, points: np.ndarray) -> int:
     return len(rec)
 
 
-def orbit_view(points: np.ndarray, colors: np.ndarray, size=(640, 480), elevation_deg=35.0,
-               azimuth_deg=-25.0, distance_scale=1.6) -> np.ndarray:
-    """Render points (N, 3) in the camera optical frame from a virtual camera above and beside it,
-    like RViz's orbit view: a z-buffered splat, near points win, background dark grey."""
-    w, h = size
-    img = np.full((h, w, 3), 48, np.uint8)
-    ok = np.isfinite(points).all(axis=1)
-    p, c = points[ok].astype(np.float64), colors[ok]
-    if len(p) == 0:
-        return img
+def _orbit_camera(p: np.ndarray, elevation_deg: float, azimuth_deg: float, distance_scale: float):
+    """(eye, right, down, forward) of a virtual camera orbiting the points' centre, looking at it."""
     center = np.median(p, axis=0)
     radius = float(np.percentile(np.linalg.norm(p - center, axis=1), 95)) or 1.0
     el, az = np.radians(elevation_deg), np.radians(azimuth_deg)
@@ -48,7 +40,34 @@ def orbit_view(points: np.ndarray, colors: np.ndarray, size=(640, 480), elevatio
     fwd /= np.linalg.norm(fwd)
     right = np.cross(fwd, [0.0, -1.0, 0.0])
     right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
+    return eye, right, np.cross(fwd, right), fwd
+
+
+def project(points: np.ndarray, query: np.ndarray, size=(640, 480), elevation_deg=35.0, azimuth_deg=-25.0,
+            distance_scale=1.6) -> tuple[int, int] | None:
+    """Pixel of ``query[0]`` in the orbit view of ``points`` (None when behind the virtual camera)."""
+    p = points[np.isfinite(points).all(axis=1)].astype(np.float64)
+    if len(p) == 0:
+        return None
+    eye, right, down, fwd = _orbit_camera(p, elevation_deg, azimuth_deg, distance_scale)
+    rel = query[0] - eye
+    z = rel @ fwd
+    if z <= 1e-3:
+        return None
+    return int(0.9 * size[0] * (rel @ right) / z + size[0] / 2), int(0.9 * size[0] * (rel @ down) / z + size[1] / 2)
+
+
+def orbit_view(points: np.ndarray, colors: np.ndarray, size=(640, 480), elevation_deg=35.0,
+               azimuth_deg=-25.0, distance_scale=1.6, splat: int = 2) -> np.ndarray:
+    """Render points (N, 3) in the camera optical frame from a virtual camera above and beside it,
+    like RViz's orbit view: a z-buffered splat, near points win, background dark grey."""
+    w, h = size
+    img = np.full((h, w, 3), 48, np.uint8)
+    ok = np.isfinite(points).all(axis=1)
+    p, c = points[ok].astype(np.float64), colors[ok]
+    if len(p) == 0:
+        return img
+    eye, right, down, fwd = _orbit_camera(p, elevation_deg, azimuth_deg, distance_scale)
     rel = p - eye
     x, y, z = rel @ right, rel @ down, rel @ fwd
     f = 0.9 * w
@@ -56,11 +75,11 @@ def orbit_view(points: np.ndarray, colors: np.ndarray, size=(640, 480), elevatio
     u = (f * x[front] / z[front] + w / 2).astype(np.int64)
     v = (f * y[front] / z[front] + h / 2).astype(np.int64)
     zz, cc = z[front], c[front]
-    inside = (u >= 0) & (u < w - 1) & (v >= 0) & (v < h - 1)
+    inside = (u >= 0) & (u < w - splat + 1) & (v >= 0) & (v < h - splat + 1)
     u, v, zz, cc = u[inside], v[inside], zz[inside], cc[inside]
     order = np.argsort(-zz)  # far first; nearer points overwrite
-    for du in (0, 1):  # 2x2 splats fill the gaps between points
-        for dv in (0, 1):
+    for du in range(splat):  # square splats fill the gaps between points
+        for dv in range(splat):
             img[v[order] + dv, u[order] + du] = cc[order]
     return img
 

@@ -9,3 +9,5 @@ INPUTS = (COLOR, DEPTH, COLOR_INFO, DEPTH_INFO, DEPTH_TO_COLOR)
 # Private outputs (~/name); every list of them (node, demo, tests) comes from here.
 FRAME_OUTPUTS = ("depth_colormap", "instances", "semantic", "overlay", "points", "segments", "markers")  # per frame
 OUTPUTS = (*FRAME_OUTPUTS, "vocabulary")  # + latched, on change
+MAP_OUTPUTS = ("map/points", "map/objects", "map/markers")  # latched; when map.enabled
+MAP_SERVICES = ("map/clear", "map/save")  # std_srvs/Trigger

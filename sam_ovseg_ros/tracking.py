@@ -68,7 +68,8 @@ class Tracker:
     def reset(self) -> None:
         """Forget every track (ids keep counting up: a run never reuses one)."""
         self._tracks: dict[int, _Track] = {}
-        self._history: deque[np.ndarray] = deque(maxlen=max(self.max_age, 1))  # track images, newest last
+        # (track image, track ids in it) of the last max_age frames, newest last
+        self._history: deque[tuple[np.ndarray, list[int]]] = deque(maxlen=max(self.max_age, 1))
         self._frame = 0
         self._next = getattr(self, "_next", 1)
 
@@ -78,11 +79,10 @@ class Tracker:
         ids = np.zeros(n, np.uint32)
         free_inst = set(range(n))
         taken: set[int] = set()
-        for img in reversed(self._history):  # newest first
+        for img, present in reversed(self._history):  # newest first
             if not free_inst:
                 break
-            present = np.unique(img)
-            cand = np.array([t for t in present.tolist() if t and t not in taken and t in self._tracks], np.int64)
+            cand = np.array([t for t in present if t not in taken and t in self._tracks], np.int64)
             if len(cand) == 0:
                 continue
             iou = iou_matrix(instances, n, img, cand)
@@ -111,5 +111,6 @@ class Tracker:
         self._tracks = {t: tr for t, tr in self._tracks.items() if self._frame - tr.last_frame < self.max_age}
         lut = np.zeros(n + 1, np.uint32)
         lut[1:] = ids
-        self._history.append(lut[instances])
+        visible = np.bincount(instances.ravel(), minlength=n + 1)[1:] > 0
+        self._history.append((lut[instances], ids[visible].tolist()))
         return ids

@@ -147,13 +147,17 @@ def test_rviz_config_shows_node_outputs():
     rviz = yaml.safe_load((REPO / "config" / "sam_ovseg.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]
     shown = {d["Topic"]["Value"] for d in displays if "Topic" in d}
-    assert shown == {"/sam_ovseg/overlay", "/sam_ovseg/depth_colormap", "/sam_ovseg/points", "/sam_ovseg/markers"}
+    assert shown == {"/sam_ovseg/overlay", "/sam_ovseg/depth_colormap", "/sam_ovseg/points", "/sam_ovseg/markers",
+                     "/sam_ovseg/map/points", "/sam_ovseg/map/markers"}
     for d in displays:
         if "Topic" in d:
-            assert d["Topic"]["Value"].split("/")[-1] in topics.OUTPUTS
+            name = d["Topic"]["Value"].removeprefix("/sam_ovseg/")
+            assert name in topics.OUTPUTS + topics.MAP_OUTPUTS
             assert d["Topic"]["Reliability Policy"] == "Reliable"
+            latched = "Transient Local" if name in topics.MAP_OUTPUTS else "Volatile"
+            assert d["Topic"]["Durability Policy"] == latched, name
     channels = {d.get("Channel Name") for d in displays if d["Class"].endswith("PointCloud2")}
-    assert {"label", "instance"} <= channels
+    assert {"label", "instance", "object"} <= channels
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
 
 

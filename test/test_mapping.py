@@ -114,3 +114,23 @@ def test_memory_stays_bounded_and_the_newest_view_is_kept():
     assert np.isin(newest, vmap.keys).all()
     assert vmap.centres()[:, 0].min() > 20  # what went first is what was seen longest ago
     assert vmap.nbytes() < 5000 * 40
+
+
+def test_pixel_stride_two_keeps_the_map_within_a_voxel(frames):
+    """map.pixel_stride 2 (every 2nd row and column): nearly every voxel of the full map, the rest next to one."""
+    from sam_ovseg_ros.cloud import Backprojector, Intrinsics
+    from sam_ovseg_ros.mapping.mapper import Mapper
+
+    maps = []
+    for stride in (1, 2):
+        m = Mapper(VOXEL, 10**7, 0.3, 5, 0.3, pixel_stride=stride)
+        for i, (_, rgb, depth, k, pose) in enumerate(frames[:5]):
+            dm = np.where(depth > 0, depth / np.float32(1000), np.float32(np.nan)).astype(np.float32)
+            m.step(np.zeros(depth.shape, np.uint16), np.zeros(depth.shape, np.uint16), rgb, dm,
+                   Backprojector().rays(Intrinsics.from_k(k, 640, 480)), np.zeros(0, np.int64), ["wall"], pose, i + 1)
+        maps.append(unpack(m.map.keys))
+    full, strided = maps
+    assert len(strided) > 0.9 * len(full)
+    assert np.isin(strided.view([("", np.int64)] * 3), full.view([("", np.int64)] * 3)).all()  # a subset
+    dist = cKDTree(strided).query(full, p=np.inf)[0]
+    assert (dist <= 1).mean() > 0.995

@@ -31,8 +31,9 @@ class MapSnapshot:
 
 class Mapper:
     def __init__(self, voxel_size: float, max_voxels: int, iou_threshold: float, max_age: int,
-                 overlap_3d: float, min_object_voxels: int = 5) -> None:
+                 overlap_3d: float, min_object_voxels: int = 5, pixel_stride: int = 1) -> None:
         self.map = VoxelMap(voxel_size, max_voxels)
+        self.pixel_stride = pixel_stride  # integrate every n-th row and column
         self.tracker = Tracker(iou_threshold, max_age, overlap_3d)
         self.min_object_voxels = min_object_voxels
         self.stamp_ns = 0
@@ -46,12 +47,15 @@ class Mapper:
         fv = None
         with self._lock:
             if pose is not None:
+                k = self.pixel_stride
+                if k > 1:
+                    depth_m, instances_s = depth_m[::k, ::k], instances[::k, ::k]
+                    rgb, semantic, rays = rgb[::k, ::k], semantic[::k, ::k], (rays[0][:, ::k], rays[1][::k, :])
+                else:
+                    instances_s = instances
                 valid = np.isfinite(depth_m)
-                z = depth_m[valid]
-                vv, uu = np.nonzero(valid)
-                cam = np.stack([rays[0][0, uu] * z, rays[1][vv, 0] * z, z])  # (3, P) float32
-                xyz = (pose[:3, :3].astype(np.float32) @ cam + pose[:3, 3:4].astype(np.float32)).T
-                fv = self.map.voxelize(xyz, instances[valid].astype(np.int64), n)
+                xyz = map_points(depth_m, rays, pose, valid)
+                fv = self.map.voxelize(xyz, instances_s[valid].astype(np.int64), n)
             tracks = self.tracker.update(instances, n, fv.instance_keys() if fv is not None else None)
             if fv is not None and integrate:
                 packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
@@ -84,6 +88,18 @@ class Mapper:
         write_ply(ply, snap)
         js.write_text(json.dumps(objects_json(snap), indent=1))
         return ply, js
+
+
+def map_points(depth_m: np.ndarray, rays: tuple[np.ndarray, np.ndarray], pose: np.ndarray,
+               valid: np.ndarray) -> np.ndarray:
+    """(3, P) float32 map-frame points of the valid pixels: pose @ (z rx, z ry, z), whole-image products
+    (no index arrays), then one compression per coordinate."""
+    x, y = depth_m * rays[0], depth_m * rays[1]
+    r, t = pose[:3, :3].astype(np.float32), pose[:3, 3].astype(np.float32)
+    out = np.empty((3, int(valid.sum())), np.float32)
+    for i in range(3):
+        out[i] = (r[i, 0] * x + r[i, 1] * y + r[i, 2] * depth_m + t[i])[valid]
+    return out
 
 
 def objects_json(snap: MapSnapshot) -> dict:

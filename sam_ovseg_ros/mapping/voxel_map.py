@@ -110,8 +110,9 @@ class VoxelMap:
         return np.array([self._col[n] for n in class_names], np.int64)
 
     def frame_voxels(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted unique keys, index of each point's key) of map-frame points (P, 3)."""
-        q = np.floor(np.ascontiguousarray(xyz.T, dtype=np.float32) * np.float32(1.0 / self.voxel_size))
+        """(sorted unique keys, index of each point's key) of map-frame points, (3, P) (or (P, 3))."""
+        xyz = xyz if xyz.shape[0] == 3 and xyz.ndim == 2 and xyz.shape[1] != 3 else xyz.T
+        q = np.floor(np.asarray(xyz, dtype=np.float32) * np.float32(1.0 / self.voxel_size))
         lo, hi = q.min(1).astype(np.int64), q.max(1).astype(np.int64)
         dims = hi - lo + 1
         cells_total = int(np.prod(dims))
@@ -126,7 +127,7 @@ class VoxelMap:
             cy = (cells // dims[2]) % dims[1]
             cx = cells // (dims[1] * dims[2])
             keys = pack(np.stack([cx + lo[0], cy + lo[1], cz + lo[2]], -1))
-            return keys, inv.astype(np.int64)
+            return keys, inv
         keys, inv = np.unique(pack(q.T.astype(np.int64)), return_inverse=True)  # a frame spanning kilometres
         return keys, inv
 
@@ -134,10 +135,12 @@ class VoxelMap:
         """A frame's voxels: keys, each point's voxel, each voxel's majority instance (0 none)."""
         fkeys, inv = self.frame_voxels(xyz)
         nv = len(fkeys)
-        own = np.bincount(inv * (n_instances + 1) + instance, minlength=nv * (n_instances + 1))
-        own = own.reshape(nv, n_instances + 1)
-        own[:, 0] = 0
-        vox_inst = np.where(own.max(1) > 0, own.argmax(1), 0)
+        vox_inst = np.zeros(nv, np.int64)
+        if n_instances:
+            has = instance > 0
+            cells = inv[has].astype(np.int64) * n_instances + (instance[has] - 1)
+            own = np.bincount(cells, minlength=nv * n_instances).reshape(nv, n_instances)
+            vox_inst = np.where(own.max(1) > 0, own.argmax(1) + 1, 0)  # majority instance of each voxel
         order = np.argsort(vox_inst, kind="stable")
         bounds = np.searchsorted(vox_inst[order], np.arange(n_instances + 2))
         return FrameVoxels(fkeys, inv, [order[bounds[i]:bounds[i + 1]] for i in range(1, n_instances + 1)])
@@ -151,7 +154,8 @@ class VoxelMap:
         nv, nc = len(fv.keys), len(class_names)
         if nv == 0:
             return
-        votes = np.bincount(fv.inv * (nc + 1) + (labels + 1), minlength=nv * (nc + 1)).reshape(nv, nc + 1)[:, 1:]
+        votes = np.bincount(fv.inv.astype(np.int64) * (nc + 1) + (labels + 1),
+                            minlength=nv * (nc + 1)).reshape(nv, nc + 1)[:, 1:]
         colour = np.zeros(nv, np.uint32)
         colour[fv.inv] = rgb
         idx = self._insert(fv.keys)
@@ -160,10 +164,11 @@ class VoxelMap:
         self.counts[idx] = block
         self.rgb[idx] = colour
         self.seen[idx] = self.frames
+        sizes = np.bincount(self.obj)  # voxels per object before this frame (merge test)
         for i, local in enumerate(fv.instance_voxels):
             if len(local):
                 c = int(instance_classes[i])
-                self._assign(idx[local], int(track_ids[i]), class_names[c] if c >= 0 else "")
+                self._assign(idx[local], int(track_ids[i]), class_names[c] if c >= 0 else "", sizes)
         self._evict(camera)
 
     def _insert(self, fkeys: np.ndarray) -> np.ndarray:
@@ -182,10 +187,9 @@ class VoxelMap:
             pos = np.searchsorted(self.keys, fkeys)
         return pos
 
-    def _assign(self, mine: np.ndarray, track: int, class_name: str) -> None:
-        owners = self.obj[mine]
-        counts = np.bincount(owners)
-        counts[0] = 0 if len(counts) else 0
+    def _assign(self, mine: np.ndarray, track: int, class_name: str, sizes: np.ndarray) -> None:
+        counts = np.bincount(self.obj[mine])
+        counts[0] = 0
         oid = self._track_object.get(track)
         if oid not in self.objects:
             best = int(counts.argmax()) if len(counts) > 1 else 0
@@ -195,7 +199,7 @@ class VoxelMap:
             self._next_object += 1
             self.objects[oid] = MapObject(oid)
         for other in np.flatnonzero(counts).tolist():  # an object mostly covered by this instance joins it
-            if other != oid and other in self.objects and counts[other] >= 0.5 * int((self.obj == other).sum()):
+            if other != oid and other in self.objects and other < len(sizes) and counts[other] >= 0.5 * sizes[other]:
                 self._merge(other, oid)
         self.obj[mine] = oid
         self._track_object[track] = oid
