@@ -6,6 +6,9 @@
     python bench/bench_pipeline.py --vocab                  # a run-time vocabulary change (text tower)
     python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
                                                             #      real sizes, random weights, original and fast presets
+    python bench/bench_pipeline.py --device cuda            # GPU readiness: the whole pipeline per stage at real
+                                                            #      sizes in fp32 and bf16, and whether torch.compile
+                                                            #      (inductor) and CUDA graphs pay; refuses without CUDA
 
 Random weights change what survives the mask filters, not the compute of encoder, decoder or
 CLIP per crop; real-size runs therefore time the real architectures. ``--full`` needs no
@@ -163,6 +166,69 @@ def bench_full(device: str, amp, reps: int) -> dict:
     return res
 
 
+def bench_cuda(frames: int, reps: int) -> dict:
+    """The node's pipeline per stage with real-size random-weight SAM ViT-H + OVSeg, fp32 and bf16, then
+    SAM's image encoder plain vs torch.compile (default and reduce-overhead = CUDA graphs)."""
+    import torch
+
+    from sam_ovseg_ros import models, pipeline, sam
+    from sam_ovseg_ros.cloud import Intrinsics
+    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.ovseg import OVSegConfig, OVSegModel
+
+    res: dict = {}
+    data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]
+    with tempfile.TemporaryDirectory() as tmp:
+        sam_path = write_random_sam(Path(tmp), "vit_h")
+        ov_path = Path(tmp) / "random_ovseg.pth"
+        torch.manual_seed(0)
+        torch.save(OVSegModel(OVSegConfig.full()).state_dict(), ov_path)
+        for precision in ("fp32", "bf16"):
+            cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp)
+            cfg.sam.checkpoint, cfg.ovseg.checkpoint = str(sam_path), str(ov_path)
+            cfg.sam.pred_iou_thresh = cfg.sam.stability_score_thresh = 0.0  # random weights: keep every mask
+            m = models.build(cfg, log=lambda s: None)
+            p = pipeline.Pipeline(m)
+            times: dict[str, list[float]] = {}
+            for i in range(frames + 2):
+                torch.cuda.synchronize()
+                r = p.process(data[i % len(data)], cfg)
+                torch.cuda.synchronize()
+                if i >= 2:
+                    for s_, v in r.timings.items():
+                        times.setdefault(s_, []).append(v)
+                    times.setdefault("total", []).append(sum(r.timings.values()))
+            res[f"pipeline_{precision}"] = {s_: median_ms(v) for s_, v in times.items()}
+            res[f"pipeline_{precision}"]["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            del m, p
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        model = sam.load("vit_h", sam_path, "cuda")
+        x = torch.randn(1, 3, 1024, 1024, device="cuda")
+        for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            variants = {"eager": model.image_encoder}
+            variants["compile"] = torch.compile(model.image_encoder)
+            variants["cuda_graphs"] = torch.compile(model.image_encoder, mode="reduce-overhead")
+            for name, fn in variants.items():
+                ts = []
+                for i in range(reps + 3):  # the first calls compile / record the graph
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+                        fn(x)
+                    torch.cuda.synchronize()
+                    if i >= 3:
+                        ts.append(time.perf_counter() - t0)
+                res.setdefault(f"sam_encoder_{precision}_ms", {})[name] = median_ms(ts)
+            enc = res[f"sam_encoder_{precision}_ms"]
+            best = min(enc, key=enc.get)
+            res[f"sam_encoder_{precision}_verdict"] = (
+                f"{best} pays ({enc['eager'] / enc[best]:.2f}x eager)" if best != "eager" and enc[best] < 0.9 * enc["eager"]
+                else "eager is as fast: compile does not pay")
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=20)
@@ -178,6 +244,11 @@ def main() -> int:
     a = ap.parse_args()
     import torch
 
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("bench_pipeline: --device cuda needs a CUDA GPU and a CUDA build of torch; this machine has "
+              f"{os.cpu_count()} CPU cores and torch {torch.__version__} sees no CUDA device. Refusing (the CPU "
+              "figures come from running without --device).", file=sys.stderr)
+        return 2
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
     machine = f"{os.cpu_count()} CPU cores" + (f", {torch.cuda.get_device_name()}" if a.device == "cuda" else "")
     if a.full:
@@ -186,6 +257,8 @@ def main() -> int:
         res = bench_vocab(a.device, a.reps)
     elif a.sam_grid:
         res = bench_sam_grid(a.sam_grid, a.device, amp, a.reps, a.presets)
+    elif a.device == "cuda":
+        res = bench_cuda(min(a.frames, 10), a.reps)
     else:
         res = bench_tiny(a.frames, a.device)
     res["machine"] = f"{machine}, torch {torch.__version__}, {a.precision}"

@@ -135,6 +135,7 @@ class NodeConfig:
     weights_dir: str = ""  # "" = $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros
     torch_threads: int = 0  # 0 = leave torch's default
     max_image_pixels: int = 4096 * 4096  # larger images are refused, not allocated
+    transport: str = "raw"  # raw: sensor_msgs/Image | compressed: image_transport's compressed + compressedDepth
     sam: SamConfig = field(default_factory=SamConfig)
     ovseg: OvsegConfig = field(default_factory=OvsegConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -155,6 +156,7 @@ class NodeConfig:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": ("default", "tiny"),
+    "transport": ("raw", "compressed"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "sam.input": ("depth", "rgb"),
@@ -170,7 +172,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # Parameters that only take effect at start-up (models, subscriptions); the rest apply on the next frame.
 STARTUP_ONLY = (
-    "profile", "device", "precision", "weights_dir", "torch_threads", "sam.model_type",
+    "profile", "device", "precision", "weights_dir", "torch_threads", "transport", "sam.model_type",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
     "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
     "tracking.max_age",
@@ -192,6 +194,9 @@ DESCRIPTIONS: dict[str, str] = {
     "weights_dir": "folder of the checkpoints; '' = $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros",
     "torch_threads": "CPU threads for torch; 0 = torch's default",
     "max_image_pixels": "larger images (width x height, pixels) are refused instead of allocated; >= 1",
+    "transport": "input images: raw (sensor_msgs/Image on color/image, depth/image) | compressed "
+                 "(sensor_msgs/CompressedImage on color/image/compressed as jpeg/png and "
+                 "depth/image/compressedDepth as image_transport's compressedDepth png)",
     "sam.input": "what SAM segments: depth (the colour-rendered depth, ~/depth_colormap; SegmentAnyRGBD) | rgb",
     "sam.model_type": "SAM image encoder: vit_h (the original's) | vit_l | vit_b",
     "sam.checkpoint": "SAM checkpoint file; '' = <weights_dir>/<official file name of sam.model_type>",

@@ -24,10 +24,10 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from . import config as config_mod, depth as depth_mod, image_codec, messages, models, tf_listener, topics, vocabulary
+from . import compressed, config as config_mod, depth as depth_mod, image_codec, messages, models, tf_listener, topics, vocabulary
 from .cloud import Intrinsics
 from .config import ConfigError, NodeConfig
 from .frame import Frame, InputError
@@ -51,8 +51,8 @@ def stamp_ns(header) -> int:
 @dataclass
 class Job:
     stamp_ns: int
-    color: Image
-    depth: Image
+    color: Image | CompressedImage
+    depth: Image | CompressedImage
 
 
 class SamOvsegNode(Node):
@@ -97,7 +97,12 @@ class SamOvsegNode(Node):
                                        reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        for typ, name, cb in ((Image, topics.COLOR, self._on_color), (Image, topics.DEPTH, self._on_depth),
+        if cfg.transport == "compressed":
+            images = ((CompressedImage, topics.COLOR_COMPRESSED, self._on_color),
+                      (CompressedImage, topics.DEPTH_COMPRESSED, self._on_depth))
+        else:
+            images = ((Image, topics.COLOR, self._on_color), (Image, topics.DEPTH, self._on_depth))
+        for typ, name, cb in (*images,
                               (CameraInfo, topics.COLOR_INFO, self._on_color_info),
                               (CameraInfo, topics.DEPTH_INFO, self._on_depth_info),
                               (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
@@ -348,12 +353,19 @@ class SamOvsegNode(Node):
             self.get_logger().warning(f"skipping frame [{kind}]: {message} (repeats of this are throttled to one per 5 s)")
 
     def _decode(self, job: Job, cfg: NodeConfig) -> Frame:
+        px = cfg.max_image_pixels
         try:
-            color = image_codec.decode_color(image_codec.RawImage.from_msg(job.color), cfg.max_image_pixels)
+            if isinstance(job.color, CompressedImage):
+                color = compressed.decode_color(job.color.format, job.color.data, px)
+            else:
+                color = image_codec.decode_color(image_codec.RawImage.from_msg(job.color), px)
         except image_codec.ImageDecodeError as exc:
             raise InputError("color_image", f"color/image: {exc}") from None
         try:
-            depth = image_codec.decode_depth(image_codec.RawImage.from_msg(job.depth), cfg.max_image_pixels)
+            if isinstance(job.depth, CompressedImage):
+                depth = compressed.decode_depth(job.depth.format, job.depth.data, px)
+            else:
+                depth = image_codec.decode_depth(image_codec.RawImage.from_msg(job.depth), px)
         except image_codec.ImageDecodeError as exc:
             raise InputError("depth_image", f"depth/image: {exc}") from None
         slop = int(round(cfg.sync.slop * 1e9))

@@ -21,9 +21,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from sam_ovseg_ros import topics
+from sam_ovseg_ros import compressed, topics
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = topics.FRAME_OUTPUTS
@@ -41,6 +41,13 @@ def image_msg(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "ca
     buf = np.zeros((h, step), np.uint8)
     buf[:, : raw.shape[1]] = raw
     msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian), step=step, data=buf.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def compressed_msg(fmt: str, data: bytes, stamp_ns: int, frame_id: str = "camera_color_optical_frame"):
+    msg = CompressedImage(format=fmt, data=data)
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     msg.header.frame_id = frame_id
     return msg
@@ -111,13 +118,19 @@ def _param_text(v) -> str:
 class Harness:
     """Publishes inputs into ``/<ns>/...`` and records every output of ``/<ns>/sam_ovseg/...``."""
 
-    def __init__(self, namespace: str, reliability: str = "reliable") -> None:
+    def __init__(self, namespace: str, reliability: str = "reliable", transport: str = "raw") -> None:
         self.ns = namespace
+        self.transport = transport
+        self.color_codec = "jpeg"  # for transport "compressed"
         self.node = Node(f"harness_{namespace}")
         rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=10, reliability=rel)
-        self.pub_color = self.node.create_publisher(Image, f"/{namespace}/color/image", qos)
-        self.pub_depth = self.node.create_publisher(Image, f"/{namespace}/depth/image", qos)
+        if transport == "compressed":
+            self.pub_color = self.node.create_publisher(CompressedImage, f"/{namespace}/{topics.COLOR_COMPRESSED}", qos)
+            self.pub_depth = self.node.create_publisher(CompressedImage, f"/{namespace}/{topics.DEPTH_COMPRESSED}", qos)
+        else:
+            self.pub_color = self.node.create_publisher(Image, f"/{namespace}/color/image", qos)
+            self.pub_depth = self.node.create_publisher(Image, f"/{namespace}/depth/image", qos)
         self.pub_info = self.node.create_publisher(CameraInfo, f"/{namespace}/color/camera_info", qos)
         self.received: dict[str, list] = defaultdict(list)
         self.arrival: dict[str, list] = defaultdict(list)
@@ -171,6 +184,10 @@ class Harness:
             for _ in range(2):
                 self.pub_info.publish(info_msg(k, w, h, stamp_ns, frame_id))
             time.sleep(0.02)
+        if self.transport == "compressed":
+            self.pub_depth.publish(compressed_msg(*compressed.encode_depth(depth), stamp_ns, frame_id))
+            self.pub_color.publish(compressed_msg(*compressed.encode_color(rgb, self.color_codec), stamp_ns, frame_id))
+            return
         enc = depth_encoding or ("16UC1" if depth.dtype == np.uint16 else "32FC1")
         self.pub_depth.publish(image_msg(depth, enc, stamp_ns, frame_id))
         self.pub_color.publish(image_msg(rgb, color_encoding, stamp_ns, frame_id))
@@ -291,7 +308,7 @@ def node_rig(namespace: str, params: dict, tmp_path_factory, reliability: str = 
     """A tiny-profile node process in ``namespace`` and a connected harness; the node must exit cleanly."""
     node = NodeProcess(namespace, {"weights_dir": str(tmp_path_factory.mktemp("w")), **params},
                        log_dir=tmp_path_factory.mktemp("logs"))
-    h = Harness(namespace, reliability)
+    h = Harness(namespace, reliability, params.get("transport", "raw"))
     try:
         h.wait_connected(90)
         yield node, h
