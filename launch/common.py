@@ -13,7 +13,26 @@ NODE_ARGS = {
     "weights_dir": ("weights_dir", "folder of the checkpoints (default $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros)"),
     "vocabulary": ("vocabulary_file", "bundled list (ade20k_150, coco_stuff_171, scannet_200) or a file"),
     "fusion_mode": ("fusion.mode", "vote | mask_clip"),
+    "transport": ("transport", "raw | compressed (image_transport's compressed colour + compressedDepth depth)"),
+    "map_frame": ("map.frame", "fixed frame of the semantic map (poses from /tf)"),
 }
+# transport: compressed -> the node's image inputs and the suffix image_transport adds to a raw topic
+COMPRESSED_INPUTS = {"color/image": ("color/image/compressed", "/compressed"),
+                     "depth/image": ("depth/image/compressedDepth", "/compressedDepth")}
+
+
+def image_remaps(context, remaps: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """With transport:=compressed, image inputs become their compressed topics (a raw topic name given
+    gets image_transport's suffix); other remaps are unchanged."""
+    if LaunchConfiguration("transport").perform(context) != "compressed":
+        return remaps
+    out = []
+    for node_input, topic in remaps:
+        if node_input in COMPRESSED_INPUTS:
+            node_input, suffix = COMPRESSED_INPUTS[node_input]
+            topic = topic if topic.endswith(suffix) else topic + suffix
+        out.append((node_input, topic))
+    return out
 
 
 def declare_node_args():

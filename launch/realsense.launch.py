@@ -14,7 +14,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import declare_node_args, node_overrides  # noqa: E402
+from common import declare_node_args, image_remaps, node_overrides  # noqa: E402
 
 
 def camera_topic(context, suffix: str) -> str:
@@ -29,11 +29,11 @@ def nodes(context):
         package="sam_ovseg_ros", executable="sam_ovseg_node", name="sam_ovseg",
         namespace=LaunchConfiguration("namespace"), output="screen",
         parameters=[params, node_overrides(context)],
-        remappings=[
+        remappings=image_remaps(context, [
             ("color/image", camera_topic(context, "color/image_raw")),
             ("depth/image", camera_topic(context, "aligned_depth_to_color/image_raw")),
             ("color/camera_info", camera_topic(context, "color/camera_info")),
-        ],
+        ]),
     )
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
                 arguments=["-d", PathJoinSubstitution([FindPackageShare("sam_ovseg_ros"), "config", "sam_ovseg.rviz"])],

@@ -18,7 +18,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import declare_node_args, node_overrides  # noqa: E402
+from common import declare_node_args, image_remaps, node_overrides  # noqa: E402
 
 INPUT_ARGS = {  # launch argument -> node input it feeds
     "color_topic": "color/image",
@@ -32,8 +32,8 @@ INPUT_ARGS = {  # launch argument -> node input it feeds
 def actions(context):
     qos = PathJoinSubstitution([FindPackageShare("sam_ovseg_ros"), "config", "qos_overrides.yaml"])
     params = PathJoinSubstitution([FindPackageShare("sam_ovseg_ros"), "config", "sam_ovseg.yaml"])
-    remaps = [(node_input, LaunchConfiguration(arg).perform(context)) for arg, node_input in INPUT_ARGS.items()
-              if LaunchConfiguration(arg).perform(context)]
+    remaps = image_remaps(context, [(node_input, LaunchConfiguration(arg).perform(context))
+                                    for arg, node_input in INPUT_ARGS.items() if LaunchConfiguration(arg).perform(context)])
     overrides = node_overrides(context)
     overrides["use_sim_time"] = True
     overrides["sync.slop"] = float(LaunchConfiguration("slop").perform(context))

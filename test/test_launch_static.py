@@ -82,7 +82,9 @@ def test_realsense_launch_uses_the_aligned_topics():
     keys = {const(k): const(v) for k, v in zip(args.func.value.keys, args.func.value.values)}
     assert keys["align_depth.enable"] == "true"
     node = [c for c in calls(t, "Node") if const(kwarg(c, "executable")) == "sam_ovseg_node"][0]
-    remaps = {const(e.elts[0]): ast.unparse(e.elts[1]) for e in kwarg(node, "remappings").elts}
+    remapping = kwarg(node, "remappings")
+    assert ast.unparse(remapping.func) == "image_remaps"  # transport:=compressed switches the image inputs
+    remaps = {const(e.elts[0]): ast.unparse(e.elts[1]) for e in remapping.args[1].elts}
     assert set(remaps) <= set(topics.INPUTS) and {topics.COLOR, topics.DEPTH, topics.COLOR_INFO} <= set(remaps)
     assert "aligned_depth_to_color/image_raw" in remaps[topics.DEPTH]
     assert "color/image_raw" in remaps[topics.COLOR] and "color/camera_info" in remaps[topics.COLOR_INFO]
@@ -168,3 +170,39 @@ def test_qos_override_file_latches_tf_static():
 
     qos = load_overrides(REPO / "config" / "qos_overrides.yaml")
     assert qos["/tf_static"].durability == DurabilityPolicy.TRANSIENT_LOCAL
+
+
+def test_compressed_transport_remaps_the_image_inputs_to_image_transport_names():
+    """common.image_remaps: the node's compressed inputs, fed by the camera's compressed topics."""
+    import importlib.util
+    import sys
+    import types
+
+    # launch is not on PyPI: give common.py a LaunchConfiguration that reads a dict
+    fake = types.ModuleType("launch.substitutions")
+    fake.LaunchConfiguration = lambda name: types.SimpleNamespace(perform=lambda ctx: ctx.get(name, ""))
+    actions = types.ModuleType("launch.actions")
+    actions.DeclareLaunchArgument = object
+    saved = {k: sys.modules.get(k) for k in ("launch", "launch.substitutions", "launch.actions")}
+    sys.modules.update({"launch": types.ModuleType("launch"), "launch.substitutions": fake, "launch.actions": actions})
+    try:
+        spec = importlib.util.spec_from_file_location("launch_common", REPO / "launch" / "common.py")
+        common = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(common)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    raw = [("color/image", "/cam/color/image_raw"), ("depth/image", "/cam/depth/image_raw"),
+           ("color/camera_info", "/cam/color/camera_info")]
+    assert common.image_remaps({}, raw) == raw
+    assert common.image_remaps({"transport": "compressed"}, raw) == [
+        (topics.COLOR_COMPRESSED, "/cam/color/image_raw/compressed"),
+        (topics.DEPTH_COMPRESSED, "/cam/depth/image_raw/compressedDepth"),
+        ("color/camera_info", "/cam/color/camera_info")]
+    given = [("color/image", "/x/compressed"), ("depth/image", "/y/compressedDepth")]
+    assert common.image_remaps({"transport": "compressed"}, given) == [
+        (topics.COLOR_COMPRESSED, "/x/compressed"), (topics.DEPTH_COMPRESSED, "/y/compressedDepth")]
+    assert set(common.NODE_ARGS[a][0] for a in ("transport", "map_frame")) == {"transport", "map.frame"}
