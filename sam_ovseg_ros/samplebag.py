@@ -69,7 +69,9 @@ def load_frames(folder: Path = SAMPLES) -> list[tuple[str, np.ndarray, np.ndarra
 
 
 def write(out: Path, frames=None, rate_hz: float = 2.0, repeat: int = 1, start_s: int = 1_700_000_000,
-          storage: str = "sqlite3") -> Path:
+          storage: str = "sqlite3", transport: str = "raw") -> Path:
+    """A rosbag2 of the frames; ``transport="compressed"`` writes the images as image_transport's
+    ``.../compressed`` (jpeg) and ``.../compressedDepth`` (png) sensor_msgs/CompressedImage topics."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -80,9 +82,15 @@ def write(out: Path, frames=None, rate_hz: float = 2.0, repeat: int = 1, start_s
     frames = frames if frames is not None else load_frames()
     posed = len(frames[0]) == 5
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
+    packed = transport == "compressed"
     with Writer(out, version=8, storage_plugin=plugin) as w:
-        cc = w.add_connection(COLOR, Image.__msgtype__, typestore=ts)
-        cd = w.add_connection(DEPTH, Image.__msgtype__, typestore=ts)
+        if packed:
+            cc = w.add_connection(COLOR + "/compressed", Compressed.__msgtype__, typestore=ts)
+            cd = w.add_connection(DEPTH + "/compressedDepth", Compressed.__msgtype__, typestore=ts)
+        else:
+            cc = w.add_connection(COLOR, Image.__msgtype__, typestore=ts)
+            cd = w.add_connection(DEPTH, Image.__msgtype__, typestore=ts)
         ci = w.add_connection(INFO, CameraInfo.__msgtype__, typestore=ts)
         if posed:
             TFMessage = ts.types["tf2_msgs/msg/TFMessage"]
@@ -108,8 +116,16 @@ def write(out: Path, frames=None, rate_hz: float = 2.0, repeat: int = 1, start_s
                 cimg = Image(header=hdr, height=h, width=wd, encoding="rgb8", is_bigendian=0, step=wd * 3,
                              data=np.ascontiguousarray(rgb).ravel())
                 w.write(ci, t, ts.serialize_cdr(info, CameraInfo.__msgtype__))
-                w.write(cd, t + 1000, ts.serialize_cdr(dimg, Image.__msgtype__))
-                w.write(cc, t + 2000, ts.serialize_cdr(cimg, Image.__msgtype__))
+                if packed:
+                    from . import compressed
+
+                    for conn, dt, (fmt, data) in ((cd, 1000, compressed.encode_depth(depth)),
+                                                  (cc, 2000, compressed.encode_color(rgb, "jpeg"))):
+                        msg = Compressed(header=hdr, format=fmt, data=np.frombuffer(data, np.uint8))
+                        w.write(conn, t + dt, ts.serialize_cdr(msg, Compressed.__msgtype__))
+                else:
+                    w.write(cd, t + 1000, ts.serialize_cdr(dimg, Image.__msgtype__))
+                    w.write(cc, t + 2000, ts.serialize_cdr(cimg, Image.__msgtype__))
                 i += 1
     return out
 

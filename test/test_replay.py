@@ -73,13 +73,20 @@ def check_recording(rec, input_stamps, frame_id, node_log):
     return got
 
 
-def test_scannet_bag_round_trip(rclpy_context, tmp_path):
-    bag = samplebag.write(tmp_path / "scannet_bag", rate_hz=0.5, storage="mcap")
-    ns = "t_bag_scannet"
-    node = NodeProcess(ns, {"weights_dir": str(tmp_path / "w"), "sync.slop": 0.0}, log_dir=tmp_path)
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_scannet_bag_round_trip(rclpy_context, tmp_path, transport):
+    """The replay tool plays raw and image_transport-compressed recordings, remapped to the node's inputs."""
+    bag = samplebag.write(tmp_path / "scannet_bag", rate_hz=0.5, storage="mcap", transport=transport)
+    ns = f"t_bag_scannet_{transport}"
+    node = NodeProcess(ns, {"weights_dir": str(tmp_path / "w"), "sync.slop": 0.0, "transport": transport},
+                       log_dir=tmp_path)
     try:
-        remaps = {samplebag.COLOR: f"/{ns}/color/image", samplebag.DEPTH: f"/{ns}/depth/image",
-                  samplebag.INFO: f"/{ns}/color/camera_info"}
+        if transport == "compressed":
+            remaps = {samplebag.COLOR + "/compressed": f"/{ns}/{topics.COLOR_COMPRESSED}",
+                      samplebag.DEPTH + "/compressedDepth": f"/{ns}/{topics.DEPTH_COMPRESSED}"}
+        else:
+            remaps = {samplebag.COLOR: f"/{ns}/color/image", samplebag.DEPTH: f"/{ns}/depth/image"}
+        remaps[samplebag.INFO] = f"/{ns}/color/camera_info"
         replay(bag, ns, remaps, tmp_path / "rec", 3)
     finally:
         assert node.stop() == 0, node.log()[-2000:]
