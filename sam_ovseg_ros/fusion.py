@@ -8,30 +8,46 @@ or OVSeg's extra "others" name). The semantic image uses class + 1, and 0 for un
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
-def vote(labels: np.ndarray, masks: np.ndarray, num_classes: int, boxes: np.ndarray | None = None,
+def vote(labels, masks, num_classes: int, boxes: np.ndarray | None = None,
          index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Majority class of each mask over ``labels`` (H, W; -1 = no label), and its share.
 
-    ``masks`` (M, H, W) bool; ``index`` picks and orders the masks to vote for (default: all),
-    without copying them. With ``boxes`` (x0, y0, x1, y1 inclusive, enclosing each mask) every count
-    runs inside the mask's box only: work is the sum of box areas, not one full image per mask.
+    ``masks`` (M, H, W) bool; ``index`` picks and orders the masks to vote for (default: all), without
+    copying them. Host masks (numpy): with ``boxes`` (x0, y0, x1, y1 inclusive) every count runs inside
+    the mask's box only, so work is the sum of box areas. Device masks (a tensor, e.g. on the GPU):
+    the counts are one product of the mask stack with the one-hot label map, made where the masks are;
+    only the (M, K) count table comes back.
     """
-    from .instances import _crop
-
     index = np.arange(masks.shape[0]) if index is None else np.asarray(index)
-    m = len(index)
-    counts = np.zeros((m, num_classes + 1), np.int64)  # column 0: unlabelled (-1)
-    shifted = (labels + 1).astype(np.uint8 if num_classes < 255 else np.int32)  # small copies per mask
-    for i, j in enumerate(index):
-        ys, xs = _crop(boxes, j)
-        counts[i] = np.bincount(shifted[ys, xs][masks[j][ys, xs]], minlength=num_classes + 1)[: num_classes + 1]
-    counts = counts[:, 1:]
+    if isinstance(masks, torch.Tensor):
+        counts = _counts_on_device(labels, masks, num_classes, index)
+    else:
+        from .instances import _crop
+
+        counts = np.zeros((len(index), num_classes + 1), np.int64)  # column 0: unlabelled (-1)
+        shifted = (labels + 1).astype(np.uint8 if num_classes < 255 else np.int32)  # small copies per mask
+        for i, j in enumerate(index):
+            ys, xs = _crop(boxes, j)
+            counts[i] = np.bincount(shifted[ys, xs][masks[j][ys, xs]], minlength=num_classes + 1)[: num_classes + 1]
+        counts = counts[:, 1:]
     total = counts.sum(axis=1)
     classes = np.where(total > 0, counts.argmax(axis=1), -1)  # argmax: first maximum = lowest index
     share = np.where(total > 0, counts.max(axis=1, initial=0) / np.maximum(total, 1), 0.0)
     return classes, share.astype(np.float32)
+
+
+def _counts_on_device(labels, masks: torch.Tensor, num_classes: int, index: np.ndarray) -> np.ndarray:
+    """(len(index), K) label counts per mask: masks (M, P) @ one-hot labels (P, K) with exact integer
+    sums (0/1 products accumulated in fp32: exact up to 2^24 pixels)."""
+    dev = masks.device
+    lab = torch.as_tensor(labels, device=dev).flatten().long()
+    onehot = torch.zeros((lab.shape[0], num_classes + 1), dtype=torch.float32, device=dev)
+    onehot[torch.arange(lab.shape[0], device=dev), lab + 1] = 1.0  # column 0: unlabelled
+    sel = masks[torch.as_tensor(index, device=dev)].flatten(1).to(torch.float32)
+    return torch.round(sel @ onehot).long()[:, 1:].cpu().numpy()
 
 
 def vote_vocabulary(labels: np.ndarray, masks: np.ndarray, num_labels: int, num_vocab: int,

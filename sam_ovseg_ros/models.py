@@ -73,7 +73,10 @@ class Models:
 
     def classify(self, rgb: np.ndarray, masks: np.ndarray, boxes: np.ndarray, order: np.ndarray,
                  class_names: list[str], cfg: NodeConfig, times: dict) -> Classification:
-        """One class per instance: ``masks[order[i]]`` (with its inclusive box) is instance i + 1."""
+        """One class per instance: ``masks[order[i]]`` (with its inclusive box) is instance i + 1.
+        ``masks`` is a host array or a device tensor (then OVSeg's label map stays on the device too)."""
+        import torch
+
         n_vocab = len(class_names)
         labels = None
         need_map = cfg.fusion.mode == "vote" or cfg.fusion.uncovered == "keep_ovseg"
@@ -87,20 +90,28 @@ class Models:
                 out = self.ovseg.infer(rgb, class_names, aggregation=agg, mask_threshold=thr)
                 lab = out.labels
                 lab = lab.masked_fill(out.blank, -1)  # ovseg_demo: pixels no region covers carry no label
-                labels = lab.cpu().numpy()  # may hold OVSeg's appended "others": it votes like any class
+                # may hold OVSeg's appended "others": it votes like any class; stays on the device
+                # when the masks are there too
+                labels = lab if isinstance(masks, torch.Tensor) else lab.cpu().numpy()
                 n_names = len(out.class_names)
                 times["ovseg"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if cfg.fusion.mode == "vote":
                 classes, scores = fusion.vote_vocabulary(labels, masks, n_names, n_vocab, boxes, order)
             else:
-                probs = self.ovseg.classify_masks(rgb, masks[order], class_names).float().cpu().numpy()
+                picked = masks[torch.as_tensor(order, device=masks.device)] if isinstance(masks, torch.Tensor) \
+                    else masks[order]
+                probs = self.ovseg.classify_masks(rgb, picked, class_names).float().cpu().numpy()
                 classes = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
                 scores = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
                 scores = np.where(classes >= n_vocab, 0.0, scores).astype(np.float32)  # "others" wins: no class
                 classes = fusion.drop_extra_classes(classes, n_vocab)
             times["fusion" if cfg.fusion.mode == "vote" else "mask_clip"] = time.perf_counter() - t0
-        uncovered = fusion.drop_extra_classes(labels, n_vocab) if cfg.fusion.uncovered == "keep_ovseg" else None
+        if cfg.fusion.uncovered == "keep_ovseg":
+            host = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+            uncovered = fusion.drop_extra_classes(host, n_vocab)
+        else:
+            uncovered = None
         return Classification(classes, scores, uncovered)
 
     @contextmanager

@@ -159,7 +159,7 @@ def params_for(sam_cfg, profile: str) -> GenParams:
 # ---------------------------------------------------------------------------- the generator
 @dataclass
 class SamMasks:
-    masks: np.ndarray  # (M, H, W) bool
+    masks: np.ndarray | torch.Tensor  # (M, H, W) bool; a device tensor when no host clean-up is needed
     areas: np.ndarray  # (M,) int64
     scores: np.ndarray  # (M,) float32 predicted IoU
     stability: np.ndarray  # (M,) float32
@@ -240,13 +240,19 @@ class MaskGenerator:
         bits, iou = torch.cat(keep_bits), torch.cat(keep_iou)
         stab, boxes = torch.cat(keep_stab), torch.cat(keep_box)
         keep = batched_nms(boxes.float(), iou, torch.zeros_like(iou), iou_threshold=p.box_nms_thresh)
-        masks = unpack_bits(bits[keep], (h, w)).cpu().numpy()
+        masks = unpack_bits(bits[keep], (h, w))
         iou, stab, boxes = iou[keep].cpu().numpy(), stab[keep].cpu().numpy(), boxes[keep].cpu().numpy()
         t["sam_decoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if p.min_mask_region_area > 0 and len(masks):
-            masks, iou, stab, boxes = self._clean_small_regions(masks, iou, stab, boxes, p)
-        areas = masks.sum(axis=(1, 2), dtype=np.int64)
+        if p.min_mask_region_area > 0 or dev.type == "cpu":
+            # segment-anything's clean-up is OpenCV on the host; on the CPU numpy's box-cropped paths
+            # are also the fastest. Otherwise the stack stays on the device for instances and fusion.
+            masks = masks.cpu().numpy()
+            if p.min_mask_region_area > 0 and len(masks):
+                masks, iou, stab, boxes = self._clean_small_regions(masks, iou, stab, boxes, p)
+            areas = masks.sum(axis=(1, 2), dtype=np.int64)
+        else:
+            areas = masks.sum(dim=(1, 2), dtype=torch.int64).cpu().numpy()
         nonempty = areas > 0
         t["sam_postprocess"] = time.perf_counter() - t0
         return SamMasks(masks[nonempty], areas[nonempty], iou[nonempty].astype(np.float32),

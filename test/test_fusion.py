@@ -1,5 +1,6 @@
 """Instances from overlapping masks, majority vote, semantic image: hand-built cases with known answers."""
 import numpy as np
+import pytest
 
 from sam_ovseg_ros import fusion
 from sam_ovseg_ros.instances import bboxes, masks_to_instances, segments_from_instances
@@ -107,3 +108,49 @@ def test_segments_agree_with_the_instance_image():
         (1, 18, (3, 2, 6, 3), 2, "b"), (2, 11, (0, 6, 21, 14), 0, "")]
     assert np.isnan(segs[0].centroid).all()
     assert bboxes(inst, 3)[2].tolist() == [0, 0, 0, 0]
+
+
+# ------------------------------------------------------------------ device paths against the host paths
+def device_cases():
+    """Hand-built overlaps with equal areas and nesting, and SAM-like masks on a real ScanNet frame."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_overhead import label_map, synthetic_masks
+    from scannet import load
+
+    h, w = 12, 16
+    hand = np.stack([box(h, w, 0, 6, 0, 8), box(h, w, 6, 12, 8, 16), box(h, w, 0, 6, 8, 16),  # equal areas
+                     box(h, w, 2, 4, 2, 6), box(h, w, 0, 12, 0, 16), box(h, w, 3, 9, 4, 12),
+                     box(h, w, 2, 4, 2, 6)])  # a duplicate of mask 3: hidden, dropped
+    lab = np.random.default_rng(1).integers(-1, 4, (h, w))
+    rgb, d, _ = load("2760")
+    masks, _, _ = synthetic_masks(rgb, d, 60, np.random.default_rng(2))
+    return [(hand, lab, 4), (masks, label_map(rgb, 20), 20)]
+
+
+def boxes_of(masks):
+    out = np.zeros((len(masks), 4), np.int64)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        out[i] = (xs.min(), ys.min(), xs.max(), ys.max())
+    return out
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["hand_built", "scannet_60_masks"])
+def test_device_paths_equal_the_host_paths_bit_for_bit(case):
+    """What runs on the GPU (mask stack as a tensor) gives exactly the host path's instances and votes;
+    run here on CPU tensors."""
+    import torch
+
+    masks, labels, k = device_cases()[case]
+    areas, boxes = masks.sum((1, 2)), boxes_of(masks)
+    inst, order = masks_to_instances(masks, areas, boxes)
+    inst_t, order_t = masks_to_instances(torch.from_numpy(masks), areas, boxes)
+    assert inst_t.dtype == inst.dtype and np.array_equal(inst_t, inst) and np.array_equal(order_t, order)
+    cls, share = fusion.vote(labels, masks, k, boxes, order)
+    cls_t, share_t = fusion.vote(torch.from_numpy(labels), torch.from_numpy(masks), k, boxes, order)
+    assert np.array_equal(cls_t, cls) and np.array_equal(share_t, share)
+    if case == 0:
+        assert len(order) == 6 and inst.max() == 6  # the hidden duplicate is dropped by both
