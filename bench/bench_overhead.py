@@ -2,13 +2,16 @@
 """CPU time of everything around the models, per 640x480 frame (ScanNet frames, medians).
 
 Stages: decode (sensor_msgs/Image -> numpy), depth render, instances, fusion (vote + semantic
-image), cloud, segments, overlay, message build + publish (to a subscriber in another process).
+image), segments, cloud (what machines consume), overlay and markers (what people look at), message
+build + publish (to a subscriber in another process), next to a bare rclpy publish of prebuilt
+messages of the same sizes to the same subscriber; and the bytes per frame of each cloud option.
 SAM-like masks are synthesised (default 100 per frame, 100 px .. 40 % of the image, overlapping)
 so the per-mask stages see real counts; the OVSeg label map is a 20-class map of the image.
 
 The same run times naive references written the way the original code does it: fusion with a
-full-image np.unique per mask and painting per mask (SegmentAnyRGBD predictor.py), and a cloud built by
-per-mask group/label assignment plus per-point struct packing (as sensor_msgs_py.create_cloud).
+full-image np.unique per mask and painting per mask (SegmentAnyRGBD predictor.py), segment records
+by a boolean selection per instance, and a cloud built by per-mask group/label assignment plus
+per-point struct packing (as sensor_msgs_py.create_cloud).
 
     python bench/bench_overhead.py [--frames 60] [--masks 100] [--json out.json]
 """
@@ -75,6 +78,21 @@ def naive_fusion(labels: np.ndarray, masks: np.ndarray, areas: np.ndarray) -> np
     return fused
 
 
+def naive_segments(inst: np.ndarray, n: int, dm: np.ndarray, k: Intrinsics) -> list[tuple]:
+    """Per instance: a full-image selection for area, box and centroid (the per-mask loop style)."""
+    v, u = np.mgrid[0:inst.shape[0], 0:inst.shape[1]]
+    x, y = (u - k.cx) / k.fx * dm, (v - k.cy) / k.fy * dm
+    out = []
+    for i in range(1, n + 1):
+        sel = inst == i
+        ys, xs = np.nonzero(sel)
+        ok = sel & np.isfinite(dm)
+        out.append((int(sel.sum()), xs.min(), ys.min(), xs.max(), ys.max(),
+                    x[ok].mean() if ok.any() else np.nan, y[ok].mean() if ok.any() else np.nan,
+                    dm[ok].mean() if ok.any() else np.nan))
+    return out
+
+
 def naive_cloud(d: np.ndarray, rgb: np.ndarray, k: Intrinsics, masks, areas, classes) -> bytes:
     """SegmentAnyRGBD build_pcd style group/label per mask, then per-point struct packing (create_cloud style)."""
     h, w = d.shape
@@ -106,10 +124,11 @@ SINK = r"""
 import os, sys, rclpy
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 from sam_ovseg_ros.msg import SegmentArray
 rclpy.init(); n = rclpy.create_node('bench_sink'); q = QoSProfile(depth=5)
 for t, name in ((Image, 'depth_colormap'), (Image, 'instances'), (Image, 'semantic'), (Image, 'overlay'),
-                (PointCloud2, 'points'), (SegmentArray, 'segments')):
+                (PointCloud2, 'points'), (SegmentArray, 'segments'), (MarkerArray, 'markers')):
     n.create_subscription(t, '/bench/' + name, lambda m: None, q)
 print('ready', flush=True)
 try:
@@ -131,6 +150,7 @@ def main() -> int:
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import Header
+    from visualization_msgs.msg import MarkerArray
 
     from sam_ovseg_ros import messages
     from sam_ovseg_ros.msg import SegmentArray
@@ -150,7 +170,7 @@ def main() -> int:
     q = QoSProfile(depth=5)
     pubs = {name: node.create_publisher(t, f"/bench/{name}", q) for t, name in (
         (Image, "depth_colormap"), (Image, "instances"), (Image, "semantic"), (Image, "overlay"),
-        (PointCloud2, "points"), (SegmentArray, "segments"))}
+        (PointCloud2, "points"), (SegmentArray, "segments"), (MarkerArray, "markers"))}
     end = time.monotonic() + 15
     while time.monotonic() < end and any(p.get_subscription_count() == 0 for p in pubs.values()):
         time.sleep(0.05)
@@ -181,72 +201,117 @@ def main() -> int:
             cloud.centroids(bp, dm, k, inst, len(order))))
         pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst))
         ov = timed("overlay", lambda: overlay.draw(rgb, inst, segs))
+        mk = timed("markers", lambda: messages.markers(segs, cmsg.header, 1.0, 0.08, "bench"))
         hdr = cmsg.header
+        built = {}
 
         def publish():
-            pubs["depth_colormap"].publish(messages.image(dc, "rgb8", hdr))
-            pubs["instances"].publish(messages.image(inst, "16UC1", hdr))
-            pubs["semantic"].publish(messages.image(sem, "16UC1", hdr))
-            pubs["overlay"].publish(messages.image(ov, "rgb8", hdr))
-            pubs["points"].publish(messages.point_cloud(pts, hdr))
-            pubs["segments"].publish(messages.segment_array(segs, hdr))
+            built["depth_colormap"] = messages.image(dc, "rgb8", hdr)
+            built["instances"] = messages.image(inst, "16UC1", hdr)
+            built["semantic"] = messages.image(sem, "16UC1", hdr)
+            built["overlay"] = messages.image(ov, "rgb8", hdr)
+            built["points"] = messages.point_cloud(pts, hdr)
+            built["segments"] = messages.segment_array(segs, hdr)
+            for name, msg in built.items():
+                pubs[name].publish(msg)
+            pubs["markers"].publish(mk)
         timed("publish", publish)
+        if i == 0:  # the bare reference: prebuilt messages of the same sizes, only publish() is timed
+            bare_msgs = dict(built, markers=mk)
+        timed("bare_publish", lambda: [pubs[name].publish(msg) for name, msg in bare_msgs.items()])
         if i >= 3:  # warm-up frames do not count
             for stage, sec in cur.items():
                 times.setdefault(stage, []).append(sec)
         cur.clear()
 
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    foundation = ("decode", "depth", "cloud")
     n = len(times["decode"])
-    found_total = statistics.median(
-        [sum(times[s][j] for s in foundation) + times["publish"][j] for j in range(n)]) * 1000
-    total = statistics.median([sum(times[s][j] for s in times) for j in range(n)]) * 1000
-    no_publish = statistics.median([sum(times[s][j] for s in times if s != "publish") for j in range(n)]) * 1000
+
+    def total(stages) -> float:
+        return statistics.median([sum(times[s_][j] for s_ in stages) for j in range(n)]) * 1000
+
+    machine = ("decode", "depth", "instances", "fusion", "segments", "cloud")
+    human = ("overlay", "markers")
 
     # naive references on the same data
-    naive_f, ours_f, naive_c, ours_c = [], [], [], []
+    naive_f, ours_f, naive_s, ours_s, naive_c, ours_c = [], [], [], [], [], []
     for j in range(a.naive_frames):
         cmsg, dmsg, k, masks, areas, boxes, labels = frames[j % len(frames)]
         rgb = image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24)
         dep = image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24)
+        dm = depth.to_metres(dep, 0.001)
         t0 = time.perf_counter()
         fused = naive_fusion(labels, masks, areas)
         naive_f.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         inst, order = instances.masks_to_instances(masks, areas, boxes)
-        cls, _ = fusion.vote(labels, masks, 20, boxes, order)
+        cls, share = fusion.vote(labels, masks, 20, boxes, order)
         sem = fusion.semantic_image(inst, cls)
         ours_f.append(time.perf_counter() - t0)
         assert np.array_equal(np.where(inst > 0, sem.astype(np.int64) - 1, -1), fused)  # same answer
+        t0 = time.perf_counter()
+        naive = naive_segments(inst, len(order), dm, k)
+        naive_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        segs = instances.segments_from_instances(inst, np.ones(len(order), np.float32), cls, share, names,
+                                                 cloud.centroids(bp, dm, k, inst, len(order)))
+        ours_s.append(time.perf_counter() - t0)
+        assert [(s_.area, s_.bbox[0], s_.bbox[1]) for s_ in segs] == [r[:3] for r in naive]  # same answer
         classes = np.zeros(len(masks), np.int64)
         classes[order] = cls
         t0 = time.perf_counter()
         naive_cloud(dep, rgb, k, masks, areas, classes)
         naive_c.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        dm = depth.to_metres(dep, 0.001)
         pts = cloud.build_points(bp, dm, rgb, k, sem, inst)
         pts.tobytes()
         ours_c.append(time.perf_counter() - t0)
 
+    # cloud options: bytes per frame and build time
+    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.pipeline import Pipeline
+
+    cmsg, dmsg, k, masks, areas, boxes, labels = frames[0]
+    fr = Frame(image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24),
+               image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24), k)
+    options = {}
+    for label, org, dec in (("organized (default)", True, 1), ("cloud.decimation 2", True, 2),
+                            ("cloud.decimation 4", True, 4), ("cloud.organized false", False, 1)):
+        cfg = NodeConfig()
+        cfg.cloud.organized, cfg.cloud.decimation = org, dec
+        p = Pipeline()
+        runs = [p.process(fr, cfg) for _ in range(7)][2:]
+        options[label] = {"bytes": int(runs[-1].points.nbytes),
+                          "cloud_ms": statistics.median(r.timings["cloud"] for r in runs) * 1000}
+
+    naive_ifs = statistics.median(naive_f) + statistics.median(naive_s)
+    ours_ifs = statistics.median(ours_f) + statistics.median(ours_s)
     res = {
         "machine": f"{os.cpu_count()} CPU cores, {os.uname().machine}, Python {sys.version.split()[0]}",
         "frames": n, "masks_per_frame": a.masks, "stage_median_ms": med,
-        "foundation_decode_depth_cloud_publish_ms": found_total,
-        "non_model_total_ms": total, "non_model_without_publish_ms": no_publish,
+        "machine_outputs_ms": total(machine), "human_outputs_ms": total(human),
+        "publish_ms": med["publish"], "bare_publish_ms": med["bare_publish"],
+        "publish_ratio": med["publish"] / med["bare_publish"],
+        "non_model_total_ms": total([s_ for s_ in times if s_ != "bare_publish"]),
         "naive_fusion_ms": statistics.median(naive_f) * 1000, "ours_fusion_ms": statistics.median(ours_f) * 1000,
+        "naive_segments_ms": statistics.median(naive_s) * 1000, "ours_segments_ms": statistics.median(ours_s) * 1000,
         "naive_cloud_ms": statistics.median(naive_c) * 1000, "ours_cloud_ms": statistics.median(ours_c) * 1000,
+        "instances_fusion_segments_ratio": naive_ifs / ours_ifs, "cloud_options": options,
     }
-    res["fusion_ratio"] = res["naive_fusion_ms"] / res["ours_fusion_ms"]
     res["cloud_ratio"] = res["naive_cloud_ms"] / res["ours_cloud_ms"]
     print(f"{res['machine']}; {n} frames of 640x480, {a.masks} masks each (medians, ms)")
     for k_, v in med.items():
-        print(f"  {k_:10s} {v:8.2f}")
-    print(f"  foundation (decode+depth+cloud+publish) {found_total:.2f}; all non-model {total:.2f} "
-          f"(without publish {no_publish:.2f})")
-    print(f"  fusion  naive {res['naive_fusion_ms']:.1f} vs ours {res['ours_fusion_ms']:.1f}  -> {res['fusion_ratio']:.1f}x")
+        print(f"  {k_:13s} {v:8.2f}")
+    print(f"  machine outputs ({' + '.join(machine)}) {res['machine_outputs_ms']:.2f} (target <= 5)")
+    print(f"  human outputs (overlay + markers) {res['human_outputs_ms']:.2f} (target <= 3 more)")
+    print(f"  publish {res['publish_ms']:.2f} vs bare rclpy {res['bare_publish_ms']:.2f} -> "
+          f"{res['publish_ratio']:.2f} (target <= 1.2)")
+    print(f"  instances+fusion+segments naive {1000 * naive_ifs:.1f} vs ours {1000 * ours_ifs:.1f} -> "
+          f"{res['instances_fusion_segments_ratio']:.1f}x (target >= 20)")
     print(f"  cloud   naive {res['naive_cloud_ms']:.1f} vs ours {res['ours_cloud_ms']:.1f}  -> {res['cloud_ratio']:.0f}x")
+    for label, o in options.items():
+        print(f"  cloud {label:22s} {o['bytes'] / 1e6:6.2f} MB/frame, built in {o['cloud_ms']:.2f} ms")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=1))
     node.destroy_node()

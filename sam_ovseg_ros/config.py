@@ -81,6 +81,7 @@ class QosConfig:
 class CloudConfig:
     enabled: bool = True
     organized: bool = True  # H x W with NaN for invalid depth; false: only valid points, height 1
+    decimation: int = 1  # every n-th row and column (n = 2: a quarter of the points and bytes)
 
 
 @dataclass
@@ -235,6 +236,8 @@ DESCRIPTIONS: dict[str, str] = {
     "qos.depth": "QoS history depth of inputs and outputs; >= 1",
     "cloud.enabled": "publish ~/points (the semantic PointCloud2); false saves its build and transfer",
     "cloud.organized": "true: H x W with NaN for invalid depth; false: only valid points, height 1",
+    "cloud.decimation": "publish every n-th row and column of ~/points (organized ceil(H/n) x ceil(W/n)); 1 = all; "
+                        "2 sends a quarter of the bytes; >= 1",
     "registration.mode": "register depth into the colour camera: auto (when depth/camera_info is given) | "
                          "on | off",
     "registration.depth_to_color": "depth->colour extrinsic [tx ty tz qx qy qz qw] (metres, unit quaternion), "
@@ -377,6 +380,8 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("map.voxel_size and map.publish_period must be > 0, map.max_voxels >= 1")
     if cfg.map.tf_timeout < 0 or cfg.map.min_object_voxels < 1 or not cfg.map.frame.strip("/"):
         raise ConfigError("map.tf_timeout must be >= 0, map.min_object_voxels >= 1, map.frame not empty")
+    if cfg.cloud.decimation < 1:
+        raise ConfigError("cloud.decimation must be >= 1")
     if cfg.map.pixel_stride < 1:
         raise ConfigError("map.pixel_stride must be >= 1")
     if cfg.debug.delay_s < 0 or cfg.markers.lifetime < 0 or cfg.diagnostics.period < 0:

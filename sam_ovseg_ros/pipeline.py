@@ -13,6 +13,7 @@ import numpy as np
 
 from . import cloud, depth as depth_mod, fusion, overlay as overlay_mod, registration
 from .config import NodeConfig
+from .cloud import Intrinsics
 from .frame import Frame, FrameResult, InputError, Segment
 from .instances import masks_to_instances, segments_from_instances
 
@@ -45,6 +46,7 @@ class Pipeline:
         self.models = models
         self.mapper = mapper  # mapping.Mapper: track ids, and the voxel map of posed frames
         self._bp = cloud.Backprojector()
+        self._bp_decimated = cloud.Backprojector()  # its own ray cache: the full-size one serves centroids
 
     def check(self, frame: Frame, cfg: NodeConfig) -> None:
         """Raise InputError for a frame no stage can use."""
@@ -118,7 +120,14 @@ class Pipeline:
         points = overlay = None
         if cfg.cloud.enabled and want.points:
             with timer("cloud"):
-                points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
+                n = cfg.cloud.decimation
+                if n > 1:  # rows and columns 0, n, 2n...: a pinhole camera with fx/n, cx/n of the same rays
+                    k = frame.k
+                    kd = Intrinsics(k.fx / n, k.fy / n, k.cx / n, k.cy / n, -(-k.width // n), -(-k.height // n))
+                    points = cloud.build_points(self._bp_decimated, depth_m[::n, ::n], frame.color[::n, ::n], kd,
+                                                semantic[::n, ::n], instances[::n, ::n])
+                else:
+                    points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
                 if not cfg.cloud.organized:
                     points = cloud.dense_points(points)
         if want.overlay:

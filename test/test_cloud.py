@@ -26,7 +26,7 @@ def test_points_are_the_back_projection(frame):
     assert (pts["label"] == 0).all() and (pts["instance"] == 0).all()
 
 
-def test_seed_sample_point():
+def test_original_sample_point():
     """SegmentAnyRGBD run_on_pcd back-projection, frame 1660, pixel (320, 240): Z 2.316 m, camera (0.004, -0.011, 2.316)."""
     rgb, d, k = load("1660")
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
@@ -87,3 +87,25 @@ def test_pointcloud2_message_layout():
     assert msg.is_dense is False and msg.is_bigendian is False
     back = np.frombuffer(bytes(msg.data), POINT_DTYPE).reshape(480, 640)
     assert back.tobytes() == pts.tobytes()
+
+
+def test_decimated_cloud_is_every_nth_point_of_the_full_one():
+    """cloud.decimation n: rows and columns 0, n, 2n... of the organized cloud, a quarter of the bytes at 2."""
+    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.pipeline import Pipeline
+
+    rgb, d, k = load("2760")
+    frame = Frame(rgb, d, Intrinsics.from_k(k, 640, 480))
+    cfg = NodeConfig()
+    full = Pipeline().process(frame, cfg).points
+    for n, shape in ((2, (240, 320)), (3, (160, 214))):
+        cfg.cloud.decimation = n
+        dec = Pipeline().process(frame, cfg).points
+        assert dec.shape == shape and dec.nbytes * n * n <= full.nbytes * 1.01
+        ref = full[::n, ::n]
+        assert np.array_equal(np.isnan(dec["z"]), np.isnan(ref["z"]))
+        for f in ("x", "y", "z"):
+            np.testing.assert_allclose(dec[f], ref[f], atol=1e-6, equal_nan=True)
+        for f in ("rgb", "label", "instance"):
+            assert np.array_equal(dec[f].view(np.uint32), ref[f].view(np.uint32))
