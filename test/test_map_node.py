@@ -2,7 +2,6 @@
 map -> odom -> base_link (dynamic) -> camera_color_optical_frame (static) -> ~/map/*, track ids."""
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
