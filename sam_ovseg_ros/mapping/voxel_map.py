@@ -8,9 +8,11 @@ an instance that also covers most of another object's voxels merges the two. Eac
 views and its per-view class votes.
 
 All per-point work is vectorised: voxel coordinates are packed into one int64 key; the frame's
-voxels are found with one ``bincount`` over a dense local grid (no sort of the points); the map's
-keys stay sorted, so lookups are ``searchsorted`` and new voxels one ``insert`` per array. The map
-is bounded by ``max_voxels``: the voxels seen longest ago (then the farthest from the camera) go.
+voxels are found with one ``bincount`` over a dense local grid (no sort of the points). Voxel data
+lives in append-only arrays with spare capacity; a sorted key index (keys and their slots) answers
+lookups with ``searchsorted`` and takes new voxels with one ``insert`` of two int64 arrays. The map
+is bounded by ``max_voxels``: past it, the voxels seen longest ago (then the farthest from the
+camera) go, down to 90 % of the bound, so the sort and compaction happen once per many frames.
 """
 from __future__ import annotations
 
@@ -82,20 +84,43 @@ class VoxelMap:
         self._next_object = 1
 
     def clear(self) -> None:
-        self.keys = np.zeros(0, np.int64)
-        self.counts = np.zeros((0, len(self.names)), np.uint16)
-        self.rgb = np.zeros(0, np.uint32)
-        self.obj = np.zeros(0, np.uint32)
-        self.seen = np.zeros(0, np.int64)
+        self._n = 0
+        self._keys = np.zeros(0, np.int64)  # per slot (append order)
+        self._counts = np.zeros((0, len(self.names)), np.uint16)
+        self._rgb = np.zeros(0, np.uint32)
+        self._obj = np.zeros(0, np.uint32)
+        self._seen = np.zeros(0, np.int64)
+        self._sorted = np.zeros(0, np.int64)  # the keys, sorted, and the slot of each
+        self._slot = np.zeros(0, np.int64)
         self.objects: dict[int, MapObject] = {}
         self._track_object: dict[int, int] = {}
         self.frames = 0
 
+    # the voxels in slot order (views, no copies)
+    keys = property(lambda self: self._keys[: self._n])
+    counts = property(lambda self: self._counts[: self._n])
+    rgb = property(lambda self: self._rgb[: self._n])
+    obj = property(lambda self: self._obj[: self._n])
+    seen = property(lambda self: self._seen[: self._n])
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._n
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.keys, self.counts, self.rgb, self.obj, self.seen))
+        """Memory held, spare capacity and the sorted index included."""
+        return sum(a.nbytes for a in (self._keys, self._counts, self._rgb, self._obj, self._seen, self._sorted,
+                                      self._slot))
+
+    def _reserve(self, need: int) -> None:
+        cap = len(self._keys)
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap, 4096)
+        for name in ("_keys", "_counts", "_rgb", "_obj", "_seen"):
+            old = getattr(self, name)
+            grown = np.zeros((cap, *old.shape[1:]), old.dtype)
+            grown[: self._n] = old[: self._n]
+            setattr(self, name, grown)
 
     # ------------------------------------------------------------------ integration
     def _columns(self, class_names: list[str]) -> np.ndarray:
@@ -103,10 +128,10 @@ class VoxelMap:
             if n not in self._col:
                 self._col[n] = len(self.names)
                 self.names.append(n)
-        if self.counts.shape[1] < len(self.names):
-            grown = np.zeros((len(self.keys), len(self.names)), np.uint16)
-            grown[:, : self.counts.shape[1]] = self.counts
-            self.counts = grown
+        if self._counts.shape[1] < len(self.names):
+            grown = np.zeros((len(self._keys), len(self.names)), np.uint16)
+            grown[:, : self._counts.shape[1]] = self._counts
+            self._counts = grown
         return np.array([self._col[n] for n in class_names], np.int64)
 
     def frame_voxels(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,11 +184,11 @@ class VoxelMap:
         colour = np.zeros(nv, np.uint32)
         colour[fv.inv] = rgb
         idx = self._insert(fv.keys)
-        block = self.counts[idx]
+        block = self._counts[idx]
         block[:, cols] = np.minimum(block[:, cols].astype(np.int64) + votes, 65535).astype(np.uint16)
-        self.counts[idx] = block
-        self.rgb[idx] = colour
-        self.seen[idx] = self.frames
+        self._counts[idx] = block
+        self._rgb[idx] = colour
+        self._seen[idx] = self.frames
         sizes = np.bincount(self.obj)  # voxels per object before this frame (merge test)
         for i, local in enumerate(fv.instance_voxels):
             if len(local):
@@ -172,23 +197,28 @@ class VoxelMap:
         self._evict(camera)
 
     def _insert(self, fkeys: np.ndarray) -> np.ndarray:
-        """Map indices of the (sorted) frame keys, inserting the new ones."""
-        pos = np.searchsorted(self.keys, fkeys)
-        found = pos < len(self.keys)
-        found[found] = self.keys[pos[found]] == fkeys[found]
-        if not found.all():
-            at, new = pos[~found], fkeys[~found]
-            k = len(new)
-            self.keys = np.insert(self.keys, at, new)
-            self.counts = np.insert(self.counts, at, np.zeros((k, self.counts.shape[1]), np.uint16), axis=0)
-            self.rgb = np.insert(self.rgb, at, np.zeros(k, np.uint32))
-            self.obj = np.insert(self.obj, at, np.zeros(k, np.uint32))
-            self.seen = np.insert(self.seen, at, np.zeros(k, np.int64))
-            pos = np.searchsorted(self.keys, fkeys)
-        return pos
+        """Slots of the (sorted) frame keys; new keys get new slots at the end."""
+        pos = np.searchsorted(self._sorted, fkeys)
+        found = pos < len(self._sorted)
+        found[found] = self._sorted[pos[found]] == fkeys[found]
+        slots = np.empty(len(fkeys), np.int64)
+        slots[found] = self._slot[pos[found]]
+        new = ~found
+        k = int(new.sum())
+        if k:
+            self._reserve(self._n + k)
+            fresh = np.arange(self._n, self._n + k)
+            self._keys[fresh] = fkeys[new]
+            for a in (self._counts, self._rgb, self._obj, self._seen):
+                a[fresh] = 0  # slots freed by an eviction hold old data
+            self._n += k
+            self._sorted = np.insert(self._sorted, pos[new], fkeys[new])
+            self._slot = np.insert(self._slot, pos[new], fresh)
+            slots[new] = fresh
+        return slots
 
     def _assign(self, mine: np.ndarray, track: int, class_name: str, sizes: np.ndarray) -> None:
-        counts = np.bincount(self.obj[mine])
+        counts = np.bincount(self._obj[mine])
         counts[0] = 0
         oid = self._track_object.get(track)
         if oid not in self.objects:
@@ -201,7 +231,7 @@ class VoxelMap:
         for other in np.flatnonzero(counts).tolist():  # an object mostly covered by this instance joins it
             if other != oid and other in self.objects and other < len(sizes) and counts[other] >= 0.5 * sizes[other]:
                 self._merge(other, oid)
-        self.obj[mine] = oid
+        self._obj[mine] = oid
         self._track_object[track] = oid
         ob = self.objects[oid]
         ob.views += 1
@@ -209,7 +239,8 @@ class VoxelMap:
             ob.votes[class_name] = ob.votes.get(class_name, 0) + 1
 
     def _merge(self, src: int, dst: int) -> None:
-        self.obj[self.obj == src] = dst
+        obj = self.obj
+        obj[obj == src] = dst
         a, b = self.objects.pop(src), self.objects[dst]
         b.views += a.views
         for k, v in a.votes.items():
@@ -219,15 +250,19 @@ class VoxelMap:
                 self._track_object[t] = dst
 
     def _evict(self, camera: np.ndarray) -> None:
-        extra = len(self.keys) - self.max_voxels
-        if extra <= 0:
+        if self._n <= self.max_voxels:
             return
+        drop_n = self._n - int(0.9 * self.max_voxels)
         dist = np.linalg.norm(self.centres() - camera, axis=1)
-        drop = np.lexsort((-dist, self.seen))[:extra]  # oldest first, then farthest
-        keep = np.ones(len(self.keys), bool)
-        keep[drop] = False
-        self.keys, self.counts, self.rgb = self.keys[keep], self.counts[keep], self.rgb[keep]
-        self.obj, self.seen = self.obj[keep], self.seen[keep]
+        keep = np.ones(self._n, bool)
+        keep[np.lexsort((-dist, self.seen))[:drop_n]] = False  # oldest first, then farthest
+        n = int(keep.sum())
+        for name in ("_keys", "_counts", "_rgb", "_obj", "_seen"):
+            a = getattr(self, name)
+            a[:n] = a[: self._n][keep]
+        self._n = n
+        self._slot = np.argsort(self.keys, kind="stable")
+        self._sorted = self.keys[self._slot]
         alive = set(np.unique(self.obj).tolist())
         self.objects = {k: v for k, v in self.objects.items() if k in alive}
 
