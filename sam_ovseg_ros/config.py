@@ -42,6 +42,13 @@ class SamConfig:
 
 
 @dataclass
+class Sam3Config:
+    checkpoint: str = ""  # folder in the Hugging Face layout; "" = <weights_dir>/sam3
+    score_threshold: float = -1.0  # negative = the profile's (0.5; tiny: 0.262)
+    mask_threshold: float = -1.0  # negative = 0.5
+
+
+@dataclass
 class OvsegConfig:
     checkpoint: str = ""  # "" = <weights_dir>/ovseg_swinbase_vitL14_ft_mpt.pth
     aggregation: str = "original"  # original: soft sum over valid queries | ovseg_demo: one region per class
@@ -137,7 +144,9 @@ class NodeConfig:
     torch_threads: int = 0  # 0 = leave torch's default
     max_image_pixels: int = 4096 * 4096  # larger images are refused, not allocated
     transport: str = "raw"  # raw: sensor_msgs/Image | compressed: image_transport's compressed + compressedDepth
+    segmenter: str = "sam"  # sam: SAM + OVSeg (the original) | sam3: SAM 3 text prompts (no OVSeg)
     sam: SamConfig = field(default_factory=SamConfig)
+    sam3: Sam3Config = field(default_factory=Sam3Config)
     ovseg: OvsegConfig = field(default_factory=OvsegConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -158,6 +167,7 @@ class NodeConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": ("default", "tiny"),
     "transport": ("raw", "compressed"),
+    "segmenter": ("sam", "sam3"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "sam.input": ("depth", "rgb"),
@@ -173,7 +183,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # Parameters that only take effect at start-up (models, subscriptions); the rest apply on the next frame.
 STARTUP_ONLY = (
-    "profile", "device", "precision", "weights_dir", "torch_threads", "transport", "sam.model_type",
+    "profile", "device", "precision", "weights_dir", "torch_threads", "transport", "segmenter", "sam3.checkpoint", "sam.model_type",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
     "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
     "tracking.max_age",
@@ -198,6 +208,15 @@ DESCRIPTIONS: dict[str, str] = {
     "transport": "input images: raw (sensor_msgs/Image on color/image, depth/image) | compressed "
                  "(sensor_msgs/CompressedImage on color/image/compressed as jpeg/png and "
                  "depth/image/compressedDepth as image_transport's compressedDepth png)",
+    "segmenter": "instances and classes: sam (SAM's automatic masks labelled by OVSeg, the original method) | sam3 "
+                 "(SAM 3: every vocabulary name is a text prompt and each instance comes with its class; "
+                 "OVSeg is not loaded)",
+    "sam3.checkpoint": "SAM 3 folder in the Hugging Face layout (config.json, model.safetensors, processor and "
+                       "tokenizer files); '' = <weights_dir>/sam3",
+    "sam3.score_threshold": "keep SAM 3 instances whose score (class x presence probability) exceeds this, in "
+                            "[0, 1); negative = the profile's (0.5; tiny: 0.262)",
+    "sam3.mask_threshold": "SAM 3 mask probability above which a pixel is in the instance, in [0, 1); "
+                           "negative = 0.5",
     "sam.input": "what SAM segments: depth (the colour-rendered depth, ~/depth_colormap; SegmentAnyRGBD) | rgb",
     "sam.model_type": "SAM image encoder: vit_h (the original's) | vit_l | vit_b",
     "sam.checkpoint": "SAM checkpoint file; '' = <weights_dir>/<official file name of sam.model_type>",
@@ -380,6 +399,8 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("map.voxel_size and map.publish_period must be > 0, map.max_voxels >= 1")
     if cfg.map.tf_timeout < 0 or cfg.map.min_object_voxels < 1 or not cfg.map.frame.strip("/"):
         raise ConfigError("map.tf_timeout must be >= 0, map.min_object_voxels >= 1, map.frame not empty")
+    if cfg.sam3.score_threshold >= 1 or cfg.sam3.mask_threshold >= 1:
+        raise ConfigError("sam3.score_threshold and sam3.mask_threshold must be < 1 (negative = default)")
     if cfg.cloud.decimation < 1:
         raise ConfigError("cloud.decimation must be >= 1")
     if cfg.map.pixel_stride < 1:

@@ -58,18 +58,16 @@ class Classification:
 
 
 class Models:
-    def __init__(self, sam_model, ovseg_predictor, amp_dtype) -> None:
-        from .sam import MaskGenerator
+    """A segmenter (``segmenter`` parameter: SEGMENTERS) and, unless it gives classes itself, OVSeg."""
 
-        self.generator = MaskGenerator(sam_model, amp_dtype)
-        self.ovseg = ovseg_predictor
+    def __init__(self, segmenter, ovseg_predictor) -> None:
+        self.segmenter = segmenter  # .segment(image, cfg, class_names) -> sam.Segmentation
+        self.ovseg = ovseg_predictor  # None for text-prompted segmenters
 
     # ------------------------------------------------------------------ per frame
-    def segment(self, image: np.ndarray, cfg: NodeConfig):
-        from .sam import params_for
-
-        with self._oom_guard("sam"):
-            return self.generator.generate(image, params_for(cfg.sam, cfg.profile))
+    def segment(self, image: np.ndarray, cfg: NodeConfig, class_names: list[str]):
+        with self._oom_guard(cfg.segmenter):
+            return self.segmenter.segment(image, cfg, class_names)
 
     def classify(self, rgb: np.ndarray, masks: np.ndarray, boxes: np.ndarray, order: np.ndarray,
                  class_names: list[str], cfg: NodeConfig, times: dict) -> Classification:
@@ -129,9 +127,49 @@ class Models:
         t0 = time.perf_counter()
         yy, xx = np.mgrid[0:480, 0:640]
         img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
-        sam = self.segment(img, cfg)
-        self.classify(img, sam.masks, sam.boxes, np.arange(min(4, len(sam.masks))), class_names, cfg, {})
+        seg = self.segment(img, cfg, class_names)
+        if self.ovseg is not None:
+            self.classify(img, seg.masks, seg.boxes, np.arange(min(4, len(seg.masks))), class_names, cfg, {})
         return time.perf_counter() - t0
+
+
+class SamSegmenter:
+    """SAM's automatic masks (our generator); classes come from OVSeg."""
+
+    def __init__(self, model, amp_dtype) -> None:
+        from .sam import MaskGenerator
+
+        self.generator = MaskGenerator(model, amp_dtype)
+
+    def segment(self, image: np.ndarray, cfg: NodeConfig, class_names: list[str]):
+        from .sam import params_for
+
+        return self.generator.generate(image, params_for(cfg.sam, cfg.profile))
+
+
+class Sam3TextSegmenter:
+    """SAM 3: the names are the prompts; every mask comes with its class (see sam3.py)."""
+
+    def __init__(self, segmenter) -> None:
+        self.sam3 = segmenter
+
+    def segment(self, rgb: np.ndarray, cfg: NodeConfig, class_names: list[str]):
+        from segment_anything.utils.amg import batched_mask_to_box
+
+        from .sam import Segmentation
+
+        thr = cfg.sam3.score_threshold if cfg.sam3.score_threshold >= 0 else (0.262 if cfg.profile == "tiny" else 0.5)
+        mthr = cfg.sam3.mask_threshold if cfg.sam3.mask_threshold >= 0 else 0.5
+        t: dict = {}
+        out = self.sam3.segment(rgb, class_names, thr, mthr, t)
+        areas = out.masks.sum(dim=(1, 2))
+        keep = areas > 0
+        masks = out.masks[keep]
+        boxes = batched_mask_to_box(masks).cpu().numpy() if len(masks) else np.zeros((0, 4), np.int64)
+        scores = out.scores[keep].cpu().numpy().astype(np.float32)
+        return Segmentation(masks.cpu().numpy() if masks.device.type == "cpu" else masks,
+                            areas[keep].cpu().numpy(), scores, scores, boxes, t, out.classes[keep].cpu().numpy())
+
 
 
 def weight_paths(cfg: NodeConfig) -> tuple[Path, Path]:
@@ -147,20 +185,32 @@ def weight_paths(cfg: NodeConfig) -> tuple[Path, Path]:
     return sam_path, ov_path
 
 
-def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
-    """Both models on their device, checkpoints verified; raises WeightsError naming a bad file."""
-    import torch
-
+def build_sam(cfg: NodeConfig, device: str, amp):
     from . import sam
+
+    sam_path, _ = weight_paths(cfg)
+    model = sam.load("tiny" if cfg.profile == "tiny" else cfg.sam.model_type, sam_path, device)
+    return SamSegmenter(model, amp), sam_path.parent, True
+
+
+def build_sam3(cfg: NodeConfig, device: str, amp):
+    from . import sam3
+
+    if cfg.profile == "tiny":
+        folder = sam3.tiny_folder(cfg.weights_path() / "tiny")
+    else:
+        folder = Path(cfg.sam3.checkpoint).expanduser() if cfg.sam3.checkpoint else cfg.weights_path() / "sam3"
+    return Sam3TextSegmenter(sam3.Sam3Segmenter(folder, device, amp)), folder, False
+
+
+# segmenter parameter value -> builder(cfg, device, amp) -> (segmenter, where it came from, needs OVSeg)
+SEGMENTERS = {"sam": build_sam, "sam3": build_sam3}
+
+
+def build_ovseg(cfg: NodeConfig, device: str, amp):
     from .ovseg import OVSegConfig, build_predictor
 
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
-    device = resolve_device(cfg.device, log)
-    amp = resolve_precision(cfg.precision, device)
-    sam_path, ov_path = weight_paths(cfg)
-    t0 = time.perf_counter()
-    sam_model = sam.load("tiny" if cfg.profile == "tiny" else cfg.sam.model_type, sam_path, device)
+    _, ov_path = weight_paths(cfg)
     ov_cfg = OVSegConfig.tiny() if cfg.profile == "tiny" else OVSegConfig.full()
     if not ov_path.is_file():
         from .weights import describe
@@ -171,11 +221,25 @@ def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
 
         verify(ov_path)
     ov_cfg.inference.aggregation = cfg.ovseg.aggregation
-    predictor = build_predictor(ov_cfg, ov_path, device=device, amp_dtype=amp)
-    models = Models(sam_model, predictor, amp)
+    return build_predictor(ov_cfg, ov_path, device=device, amp_dtype=amp)
+
+
+def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
+    """The configured segmenter (and OVSeg when it needs one) on their device, checkpoints verified;
+    raises WeightsError naming a bad file."""
+    import torch
+
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    device = resolve_device(cfg.device, log)
+    amp = resolve_precision(cfg.precision, device)
+    t0 = time.perf_counter()
+    segmenter, source, needs_ovseg = SEGMENTERS[cfg.segmenter](cfg, device, amp)
+    predictor = build_ovseg(cfg, device, amp) if needs_ovseg else None
+    models = Models(segmenter, predictor)
+    what = {"sam": f"SAM {cfg.sam.model_type} + OVSeg", "sam3": "SAM 3 (text prompts, no OVSeg)"}[cfg.segmenter]
     log(f"models loaded in {time.perf_counter() - t0:.1f} s on {device} "
-        f"({'random-weight tiny models: labels are meaningless' if cfg.profile == 'tiny' else 'SAM ' + cfg.sam.model_type + ' + OVSeg'})"
-        f" from {sam_path.parent}")
+        f"({'random-weight tiny models: labels are meaningless' if cfg.profile == 'tiny' else what}) from {source}")
     if warmup:
         log(f"warm-up done in {models.warmup(cfg.classes, cfg):.1f} s")
     return models

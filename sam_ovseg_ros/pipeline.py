@@ -97,16 +97,24 @@ class Pipeline:
         semantic = np.zeros((h, w), np.uint16)
         scores = classes = class_scores = np.zeros(0)
         if self.models is not None:
-            sam_image = colormap if cfg.sam.input == "depth" else np.ascontiguousarray(frame.color)
-            masks = self.models.segment(sam_image, cfg)  # times itself: sam_encoder/decoder/postprocess
+            rgb_input = cfg.segmenter == "sam3" or cfg.sam.input == "rgb"  # SAM 3's prompts are about colour images
+            sam_image = np.ascontiguousarray(frame.color) if rgb_input else colormap
+            masks = self.models.segment(sam_image, cfg, class_names)  # times itself: encoder/decoder/postprocess
             timer.times.update(masks.timings)
+            text_prompted = masks.classes is not None
             with timer("instances"):
-                instances, order = masks_to_instances(masks.masks, masks.areas, masks.boxes)
+                # overlaps: the smallest mask on top (SegmentAnyRGBD); text-prompted: the best-scored on top
+                key = -masks.scores if text_prompted else masks.areas
+                instances, order = masks_to_instances(masks.masks, key, masks.boxes)
                 scores = masks.scores[order]
-            cls = self.models.classify(frame.color, masks.masks, masks.boxes, order, class_names, cfg, timer.times)
+            if text_prompted:
+                classes, class_scores, uncovered = masks.classes[order], scores, None
+            else:
+                cls = self.models.classify(frame.color, masks.masks, masks.boxes, order, class_names, cfg,
+                                           timer.times)
+                classes, class_scores, uncovered = cls.classes, cls.scores, cls.uncovered
             with timer("fusion"):
-                classes, class_scores = cls.classes, cls.scores
-                semantic = fusion.semantic_image(instances, classes, cls.uncovered)
+                semantic = fusion.semantic_image(instances, classes, uncovered)
 
         with timer("segments"):
             cents = cloud.centroids(self._bp, depth_m, frame.k, instances, len(scores))

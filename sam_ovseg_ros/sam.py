@@ -165,6 +165,10 @@ class SamMasks:
     stability: np.ndarray  # (M,) float32
     boxes: np.ndarray  # (M, 4) int64 x0, y0, x1, y1 (inclusive, as segment-anything)
     timings: dict
+    classes: np.ndarray | None = None  # (M,) vocabulary index per mask, from text-prompted segmenters
+
+
+Segmentation = SamMasks  # what every segmenter returns
 
 
 _SHIFTS = {}

@@ -4,18 +4,16 @@ Checks that every output agrees exactly with the inputs and with each other: the
 SegmentAnyRGBD's rendering, cloud points are the back-projection, cloud label/instance fields are the
 images at the same pixel, segments describe the instance image, semantic is the instance's class.
 """
-import math
 
 import numpy as np
 import pytest
 
-from rosharness import cloud_array, describe_params, get_params, img, node_rig, set_params, stamp_of
+from rosharness import check_frame, cloud_array, describe_params, get_params, img, node_rig, set_params
 from sam_ovseg_ros import config as config_mod, depth, vocabulary
 from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
 
 NS = "t_node"
-FRAME_ID = "camera_color_optical_frame"
 
 
 @pytest.fixture(scope="module")
@@ -37,71 +35,6 @@ def restore_parameters(rig):
 def frame_outputs(h, rgb, d, k, stamp, **kw):
     h.publish(rgb, d, k, stamp, **kw)
     return h.wait_stamp(stamp, timeout=90)
-
-
-def check_frame(out, rgb, d, k, stamp, class_names):
-    """Every cross-output invariant of one processed frame."""
-    for name, msg in out.items():
-        header = msg.markers[0].header if name == "markers" else msg.header
-        assert stamp_of(type("m", (), {"header": header})) == stamp, name
-        assert header.frame_id == FRAME_ID, name
-    dc = img(out["depth_colormap"])
-    assert out["depth_colormap"].encoding == "rgb8" and dc.shape == (480, 640, 3)
-    inst, sem = img(out["instances"]), img(out["semantic"])
-    assert out["instances"].encoding == out["semantic"].encoding == "16UC1"
-    pc = out["points"]
-    assert (pc.height, pc.width, pc.point_step, pc.is_dense) == (480, 640, 24, False)
-    pts = cloud_array(pc)
-    # cloud = back-projection of the input depth, colours of the input image
-    v, u = np.mgrid[0:480, 0:640]
-    z = d.astype(np.float64) / 1000.0 if d.dtype == np.uint16 else d.astype(np.float64)
-    valid = np.isfinite(z) & (z > 0)
-    assert np.array_equal(np.isnan(pts["z"]), ~valid)
-    assert np.abs(pts["z"][valid] - z[valid]).max() < 1e-6
-    assert np.abs(pts["x"][valid] - ((u - k[0, 2]) * z / k[0, 0])[valid]).max() < 1e-6
-    assert np.abs(pts["y"][valid] - ((v - k[1, 2]) * z / k[1, 1])[valid]).max() < 1e-6
-    bits = pts["rgb"].view(np.uint32)
-    assert np.array_equal(np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8), rgb)
-    # the cloud's label/instance fields are the images at the same (row, col)
-    assert np.array_equal(pts["instance"], inst) and np.array_equal(pts["label"], sem)
-    # segments describe the instance image exactly
-    segs = out["segments"].segments
-    n = int(inst.max())
-    assert [s.id for s in segs] == list(range(1, n + 1))
-    for s in segs:
-        sel = inst == s.id
-        ys, xs = np.nonzero(sel)
-        assert s.area == sel.sum() > 0
-        assert (s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height) == (
-            xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-        ok = sel & valid
-        assert s.valid_points == ok.sum()
-        c = (s.centroid.x, s.centroid.y, s.centroid.z)
-        if ok.any():
-            mean = [pts[f][ok].astype(np.float64).mean() for f in "xyz"]
-            assert np.allclose(c, mean, atol=1e-5)
-        else:
-            assert all(math.isnan(x) for x in c)
-        # every instance maps to exactly one class; semantic carries it on every pixel of the instance
-        assert (sem[sel] == s.class_id).all()
-        assert s.class_name == (class_names[s.class_id - 1] if s.class_id else "")
-    assert (sem <= len(class_names)).all()
-    # markers: one text per segment with a finite centroid, at that centroid, in the cloud frame
-    texts = [m for m in out["markers"].markers if m.action == 0]
-    assert out["markers"].markers[0].action == 3  # DELETEALL first
-    # markers and overlay colours follow track ids: unique per frame, never 0
-    by_track = {s.track_id: s for s in segs}
-    assert len(by_track) == len(segs) and 0 not in by_track
-    assert {m.id for m in texts} == {s.track_id for s in segs if s.valid_points > 0}
-    for m in texts:
-        s = by_track[m.id]
-        assert m.header.frame_id == pc.header.frame_id and m.text == (s.class_name or f"#{s.id}")
-        assert (m.pose.position.x, m.pose.position.y, m.pose.position.z) == (s.centroid.x, s.centroid.y, s.centroid.z)
-        assert m.lifetime.sec + m.lifetime.nanosec > 0
-    ov = img(out["overlay"])
-    assert out["overlay"].encoding == "rgb8" and ov.shape == rgb.shape
-    assert not np.array_equal(ov[inst > 0], rgb[inst > 0])
-    return dc, inst, sem, segs
 
 
 def test_scannet_frame_end_to_end(rig):
