@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-stage time of the whole pipeline (models included) per 640x480 ScanNet frame; medians.
 
-    python bench/bench_pipeline.py                          # tiny profile, CPU (what CI machines can run)
+    python bench/bench_pipeline.py                          # tiny profiles, CPU: sam + OVSeg (vote, mask_clip), sam3
     python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: original vs fast
     python bench/bench_pipeline.py --vocab                  # a run-time vocabulary change (text tower)
     python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
@@ -45,9 +45,12 @@ def bench_tiny(frames: int, device: str) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("vote", "mask_clip"):
+        for mode in ("vote", "mask_clip", "sam3"):
             cfg = NodeConfig(profile="tiny", device=device, weights_dir=tmp)
-            cfg.fusion.mode = mode
+            if mode == "sam3":  # SAM 3 text prompts, the 20 default names, no OVSeg
+                cfg.segmenter = "sam3"
+            else:
+                cfg.fusion.mode = mode
             m = models.build(cfg, log=lambda s: None)
             p = pipeline.Pipeline(m)
             data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]
@@ -58,7 +61,7 @@ def bench_tiny(frames: int, device: str) -> dict:
                     for s, v in r.timings.items():
                         times.setdefault(s, []).append(v)
                     times.setdefault("total", []).append(sum(r.timings.values()))
-            out[f"tiny_{mode}"] = {s: median_ms(v) for s, v in times.items()}
+            out[f"tiny_{mode}"] = {s_: median_ms(v) for s_, v in times.items()}
     return out
 
 
@@ -166,6 +169,21 @@ def bench_full(device: str, amp, reps: int) -> dict:
     return res
 
 
+def write_random_sam3(folder: Path) -> Path:
+    """A real-size SAM 3 with random weights in the Hugging Face layout (processor and tokenizer included)."""
+    import torch
+    from transformers import Sam3Config, Sam3Model, Sam3Processor
+    from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+
+    from sam_ovseg_ros.sam3 import clip_tokenizer
+
+    path = folder / "random_sam3"
+    torch.manual_seed(0)
+    Sam3Model(Sam3Config()).save_pretrained(path)
+    Sam3Processor(image_processor=Sam3ImageProcessor(), tokenizer=clip_tokenizer()).save_pretrained(path)
+    return path
+
+
 def bench_cuda(frames: int, reps: int) -> dict:
     """The node's pipeline per stage with real-size random-weight SAM ViT-H + OVSeg, fp32 and bf16, then
     SAM's image encoder plain vs torch.compile (default and reduce-overhead = CUDA graphs)."""
@@ -201,6 +219,26 @@ def bench_cuda(frames: int, reps: int) -> dict:
                     times.setdefault("total", []).append(sum(r.timings.values()))
             res[f"pipeline_{precision}"] = {s_: median_ms(v) for s_, v in times.items()}
             res[f"pipeline_{precision}"]["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            del m, p
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        s3 = write_random_sam3(Path(tmp))
+        for precision in ("fp32", "bf16"):  # SAM 3 at its real size (848 M parameters), 20 text prompts
+            cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp, segmenter="sam3")
+            cfg.sam3.checkpoint, cfg.sam3.score_threshold = str(s3), 0.0  # random weights: keep every query
+            m = models.build(cfg, log=lambda s_: None)
+            p = pipeline.Pipeline(m)
+            times = {}
+            for i in range(frames + 2):
+                torch.cuda.synchronize()
+                r = p.process(data[i % len(data)], cfg)
+                torch.cuda.synchronize()
+                if i >= 2:
+                    for s_, v in r.timings.items():
+                        times.setdefault(s_, []).append(v)
+                    times.setdefault("total", []).append(sum(r.timings.values()))
+            res[f"sam3_pipeline_{precision}"] = {s_: median_ms(v) for s_, v in times.items()}
+            res[f"sam3_pipeline_{precision}"]["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
             del m, p
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
