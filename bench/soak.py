@@ -146,10 +146,14 @@ def summarize(rows: list[dict], ages: list[float], a, alive: bool, code: int) ->
     rss = [r["rss_mb"] for r in warm]
     hours = max((warm[-1]["t_s"] - warm[0]["t_s"]) / 3600, 1e-9) if warm else 1e-9
     last = rows[-1] if rows else {}
+    t = np.array([r["t_s"] for r in warm]) / 3600
+    slope = float(np.polyfit(t, rss, 1)[0]) if len(rss) > 2 else None  # MB/h, least squares (RSS swings)
+    q = max(len(rss) // 4, 1)
     return {"minutes": a.minutes, "input_hz": a.hz, "rows": len(rows), "node_alive_at_end": alive, "exit_code": code,
-            "rss_mb_after_warmup_first_last": [rss[0], rss[-1]] if rss else None,
-            "rss_drift_mb": round(rss[-1] - rss[0], 1) if rss else None,
-            "rss_drift_mb_per_hour": round((rss[-1] - rss[0]) / hours, 1) if rss else None,
+            "rss_drift_mb_per_hour_fit": round(slope, 1) if slope is not None else None,
+            "rss_quartile_medians_mb": [round(float(np.median(rss[i * q:(i + 1) * q])), 1) for i in range(4)] if rss else None,
+            "rss_drift_over_run_mb": round(slope * hours, 1) if slope is not None else None,
+            "rss_min_max_mb_after_warmup": [min(rss), max(rss)] if rss else None,
             "rss_max_mb": max(r["rss_mb"] for r in rows) if rows else None,
             "age_p50_ms": round(float(np.percentile(ages, 50)), 1) if ages else None,
             "age_p99_ms": round(float(np.percentile(ages, 99)), 1) if ages else None,
