@@ -92,8 +92,9 @@ def decode_depth(img: RawImage, max_pixels: int) -> np.ndarray:
     return decode(img, DEPTH_ENCODINGS, max_pixels)
 
 
-def encode(arr: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
-    """(height, width, step, data) of a C-contiguous array in ``encoding`` (little-endian)."""
+def encode(arr: np.ndarray, encoding: str) -> tuple[int, int, int, np.ndarray]:
+    """(height, width, step, data) of an array in ``encoding`` (little-endian); data is the C-contiguous
+    array itself (no copy when it already is one): the message layer copies it once."""
     dtype, channels = ENCODINGS[encoding]
     if arr.dtype != dtype:
         raise ValueError(f"{encoding} needs {dtype}, got {arr.dtype}")
@@ -101,4 +102,4 @@ def encode(arr: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
         raise ValueError(f"{encoding} needs {channels} channel(s), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr)
     h, w = arr.shape[:2]
-    return h, w, w * channels * dtype.itemsize, arr.tobytes()
+    return h, w, w * channels * dtype.itemsize, arr

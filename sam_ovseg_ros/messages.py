@@ -5,6 +5,7 @@ assignment are what make naive PointCloud2 building take seconds.
 """
 from __future__ import annotations
 
+import array
 import math
 
 import numpy as np
@@ -22,9 +23,17 @@ from .overlay import colors_of
 _FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
 
 
+def buffer(arr: np.ndarray) -> array.array:
+    """A message's uint8[] field from an array with one copy (``tobytes`` then rclpy's own conversion
+    copies twice; a numpy buffer passed directly is converted element by element)."""
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return out
+
+
 def image(arr: np.ndarray, encoding: str, header: Header) -> Image:
     h, w, step, data = image_codec.encode(arr, encoding)
-    return Image(header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=step, data=data)
+    return Image(header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=step, data=buffer(data))
 
 
 def point_fields(dtype: np.dtype = POINT_DTYPE) -> list[PointField]:
@@ -37,7 +46,7 @@ def point_cloud(points: np.ndarray, header: Header) -> PointCloud2:
     h, w = points.shape
     return PointCloud2(header=header, height=h, width=w, fields=point_fields(points.dtype), is_bigendian=False,
                        point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * w,
-                       data=np.ascontiguousarray(points).tobytes(), is_dense=False)
+                       data=buffer(points), is_dense=False)
 
 
 def segment_array(segments: list[Segment], header: Header):

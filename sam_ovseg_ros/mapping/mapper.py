@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Mapper:
         """Track ids of instances 1..n (``classes[i]``: vocabulary index of instance i + 1, -1 none)."""
         n = len(classes)
         fv = None
+        t = self.timings = {}
+        t0 = time.perf_counter()
         with self._lock:
             if pose is not None:
                 k = self.pixel_stride
@@ -56,13 +59,18 @@ class Mapper:
                 valid = np.isfinite(depth_m)
                 xyz = map_points(depth_m, rays, pose, valid)
                 fv = self.map.voxelize(xyz, instances_s[valid].astype(np.int64), n)
+            t["map_voxelize"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             tracks = self.tracker.update(instances, n, fv.instance_keys() if fv is not None else None)
+            t["tracking"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             if fv is not None and integrate:
                 packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
                           | rgb[..., 2])[valid]
                 labels = semantic[valid].astype(np.int64) - 1
                 self.map.integrate(fv, packed, labels, class_names, np.asarray(classes), tracks, pose[:3, 3])
                 self.stamp_ns = stamp_ns
+            t["map_integrate"] = time.perf_counter() - t0
         return tracks
 
     def reset_time(self) -> None:

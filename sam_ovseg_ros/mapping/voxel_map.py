@@ -41,6 +41,7 @@ class FrameVoxels:
     keys: np.ndarray  # (V,) sorted int64 voxel keys of the frame
     inv: np.ndarray  # (P,) each point's index into keys
     instance_voxels: list[np.ndarray]  # per instance 1..n: indices into keys of the voxels it owns
+    owner: np.ndarray  # (V,) the instance (1..n) owning each voxel, 0 none
 
     def instance_keys(self) -> list[np.ndarray]:
         """Per instance, its sorted voxel keys (what the tracker compares in 3D)."""
@@ -168,7 +169,7 @@ class VoxelMap:
             vox_inst = np.where(own.max(1) > 0, own.argmax(1) + 1, 0)  # majority instance of each voxel
         order = np.argsort(vox_inst, kind="stable")
         bounds = np.searchsorted(vox_inst[order], np.arange(n_instances + 2))
-        return FrameVoxels(fkeys, inv, [order[bounds[i]:bounds[i + 1]] for i in range(1, n_instances + 1)])
+        return FrameVoxels(fkeys, inv, [order[bounds[i]:bounds[i + 1]] for i in range(1, n_instances + 1)], vox_inst)
 
     def integrate(self, fv: "FrameVoxels", rgb: np.ndarray, labels: np.ndarray, class_names: list[str],
                   instance_classes: np.ndarray, track_ids: np.ndarray, camera: np.ndarray) -> None:
@@ -189,11 +190,7 @@ class VoxelMap:
         self._counts[idx] = block
         self._rgb[idx] = colour
         self._seen[idx] = self.frames
-        sizes = np.bincount(self.obj)  # voxels per object before this frame (merge test)
-        for i, local in enumerate(fv.instance_voxels):
-            if len(local):
-                c = int(instance_classes[i])
-                self._assign(idx[local], int(track_ids[i]), class_names[c] if c >= 0 else "", sizes)
+        self._assign(fv, idx, track_ids, [class_names[c] if c >= 0 else "" for c in np.asarray(instance_classes)])
         self._evict(camera)
 
     def _insert(self, fkeys: np.ndarray) -> np.ndarray:
@@ -217,26 +214,49 @@ class VoxelMap:
             slots[new] = fresh
         return slots
 
-    def _assign(self, mine: np.ndarray, track: int, class_name: str, sizes: np.ndarray) -> None:
-        counts = np.bincount(self._obj[mine])
-        counts[0] = 0
-        oid = self._track_object.get(track)
-        if oid not in self.objects:
-            best = int(counts.argmax()) if len(counts) > 1 else 0
-            oid = best if best and counts[best] >= self.join_overlap * len(mine) else None
-        if oid is None:
-            oid = self._next_object
-            self._next_object += 1
-            self.objects[oid] = MapObject(oid)
-        for other in np.flatnonzero(counts).tolist():  # an object mostly covered by this instance joins it
-            if other != oid and other in self.objects and other < len(sizes) and counts[other] >= 0.5 * sizes[other]:
-                self._merge(other, oid)
-        self._obj[mine] = oid
-        self._track_object[track] = oid
-        ob = self.objects[oid]
-        ob.views += 1
-        if class_name:
-            ob.votes[class_name] = ob.votes.get(class_name, 0) + 1
+    def _assign(self, fv: "FrameVoxels", idx: np.ndarray, track_ids: np.ndarray, class_names: list[str]) -> None:
+        """Objects of this frame's instances, decided together from one (instance, object) count table:
+        the object the track fed before, else the object owning most of the instance's voxels (at least
+        ``join_overlap`` of them), else a new one; an object mostly covered by the instance merges in."""
+        has = fv.owner > 0
+        slots, inst = idx[has], fv.owner[has]
+        n = len(track_ids)
+        owner = self._obj[slots].astype(np.int64)
+        m = int(owner.max(initial=0)) + 1
+        table = np.bincount(inst * m + owner, minlength=(n + 1) * m).reshape(n + 1, m)
+        table[:, 0] = 0
+        size = np.bincount(inst, minlength=n + 1)
+        before = np.bincount(self.obj, minlength=m)  # voxels per object before this frame (merge test)
+        lut = np.zeros(n + 1, np.uint32)
+        merged: dict[int, int] = {}
+        for i in np.flatnonzero(size).tolist():
+            if i == 0:
+                continue
+            row, track = table[i], int(track_ids[i - 1])
+            oid = self._track_object.get(track)
+            oid = merged.get(oid, oid)
+            if oid not in self.objects:
+                best = int(row.argmax())
+                oid = best if best and row[best] >= self.join_overlap * size[i] else None
+                oid = merged.get(oid, oid)
+            if oid is None:
+                oid = self._next_object
+                self._next_object += 1
+                self.objects[oid] = MapObject(oid)
+            for other in np.flatnonzero(row).tolist():  # ids as they were before this frame
+                target = merged.get(other, other)
+                if target != oid and target in self.objects and row[other] >= 0.5 * before[other]:
+                    self._merge(target, oid)
+                    merged = {k: (oid if v == target else v) for k, v in merged.items()}
+                    merged[target] = oid
+                    lut[lut == target] = oid
+            lut[i] = oid
+            self._track_object[track] = oid
+            ob = self.objects[oid]
+            ob.views += 1
+            if class_names[i - 1]:
+                ob.votes[class_names[i - 1]] = ob.votes.get(class_names[i - 1], 0) + 1
+        self._obj[slots] = lut[inst]
 
     def _merge(self, src: int, dst: int) -> None:
         obj = self.obj
