@@ -27,7 +27,7 @@ def buffer(arr: np.ndarray) -> array.array:
     """A message's uint8[] field from an array with one copy (``tobytes`` then rclpy's own conversion
     copies twice; a numpy buffer passed directly is converted element by element)."""
     out = array.array("B")
-    out.frombytes(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    out.frombytes(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # empty arrays too
     return out
 
 

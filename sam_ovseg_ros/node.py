@@ -314,6 +314,14 @@ class SamOvsegNode(Node):
                                       "skips it (repeats throttled to one per 5 s)")
 
     def _publish_map(self) -> None:
+        """Timer callback: an error here must not stop the executor (it is logged, throttled)."""
+        try:
+            self._publish_map_now()
+        except Exception as exc:
+            if self._running and self._throttle.ok("map_publish"):
+                self.get_logger().error(f"publishing the map failed: {exc}\n{traceback.format_exc()}")
+
+    def _publish_map_now(self) -> None:
         cfg = self.config()
         snap = self.mapper.snapshot(cfg.classes)
         if snap.stamp_ns == self._map_published_stamp:

@@ -109,3 +109,18 @@ def test_decimated_cloud_is_every_nth_point_of_the_full_one():
             np.testing.assert_allclose(dec[f], ref[f], atol=1e-6, equal_nan=True)
         for f in ("rgb", "label", "instance"):
             assert np.array_equal(dec[f].view(np.uint32), ref[f].view(np.uint32))
+
+
+def test_empty_and_structured_buffers_build_messages():
+    """An empty map (width 0) and structured point arrays go into messages with one copy, byte for byte."""
+    from std_msgs.msg import Header
+
+    from sam_ovseg_ros import messages
+    from sam_ovseg_ros.messages import MAP_POINT_DTYPE
+
+    empty = messages.point_cloud(np.zeros((1, 0), MAP_POINT_DTYPE), Header())
+    assert empty.width == 0 and len(empty.data) == 0
+    pts = np.zeros((3, 4), MAP_POINT_DTYPE)
+    pts["x"] = np.arange(12).reshape(3, 4)
+    msg = messages.point_cloud(pts, Header())
+    assert bytes(msg.data) == pts.tobytes() and msg.row_step == 4 * MAP_POINT_DTYPE.itemsize
