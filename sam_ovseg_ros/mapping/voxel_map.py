@@ -229,23 +229,32 @@ class VoxelMap:
         before = np.bincount(self.obj, minlength=m)  # voxels per object before this frame (merge test)
         lut = np.zeros(n + 1, np.uint32)
         merged: dict[int, int] = {}
-        for i in np.flatnonzero(size).tolist():
-            if i == 0:
+        # everything the per-instance decisions read, as Python lists once (no numpy scalars in the loop)
+        best = table.argmax(1)
+        best_count = table[np.arange(n + 1), best].tolist()
+        best, size_l, tracks = best.tolist(), size.tolist(), [int(t) for t in np.asarray(track_ids).tolist()]
+        rows_nz, cols_nz = np.nonzero(table)
+        vals_nz, before_nz = table[rows_nz, cols_nz].tolist(), before[cols_nz].tolist()
+        owners: dict[int, list[tuple[int, int, int]]] = {}
+        for r, c, v, b in zip(rows_nz.tolist(), cols_nz.tolist(), vals_nz, before_nz):
+            owners.setdefault(r, []).append((c, v, b))
+        for i in range(1, n + 1):
+            if not size_l[i]:
                 continue
-            row, track = table[i], int(track_ids[i - 1])
+            track = tracks[i - 1]
             oid = self._track_object.get(track)
             oid = merged.get(oid, oid)
             if oid not in self.objects:
-                best = int(row.argmax())
-                oid = best if best and row[best] >= self.join_overlap * size[i] else None
+                b = best[i]
+                oid = b if b and best_count[i] >= self.join_overlap * size_l[i] else None
                 oid = merged.get(oid, oid)
             if oid is None:
                 oid = self._next_object
                 self._next_object += 1
                 self.objects[oid] = MapObject(oid)
-            for other in np.flatnonzero(row).tolist():  # ids as they were before this frame
+            for other, count, before_other in owners.get(i, ()):  # ids as they were before this frame
                 target = merged.get(other, other)
-                if target != oid and target in self.objects and row[other] >= 0.5 * before[other]:
+                if target != oid and target in self.objects and count >= 0.5 * before_other:
                     self._merge(target, oid)
                     merged = {k: (oid if v == target else v) for k, v in merged.items()}
                     merged[target] = oid
