@@ -308,7 +308,7 @@ class SamOvsegNode(Node):
             except TransformError as exc:
                 reason = str(exc)
         self.stats.count("map_skipped")
-        if self._throttle.ok("map_tf" + re.sub(r"[-+]?\d[\d.e+-]*", "#", reason)):
+        if self._once_per_period("map_tf", reason):
             self.get_logger().warning(f"map: no transform {cfg.map.frame} <- '{frame_id}' at "
                                       f"{frame.stamp_ns / 1e9:.3f} s: {reason}. The frame is published; the map "
                                       "skips it (repeats throttled to one per 5 s)")
@@ -322,10 +322,10 @@ class SamOvsegNode(Node):
                 self.get_logger().error(f"publishing the map failed: {exc}\n{traceback.format_exc()}")
 
     def _publish_map_now(self) -> None:
+        if self.mapper.stamp_ns == self._map_published_stamp:
+            return  # nothing integrated since the last publication: no snapshot either
         cfg = self.config()
         snap = self.mapper.snapshot(cfg.classes)
-        if snap.stamp_ns == self._map_published_stamp:
-            return  # nothing integrated since the last publication
         self._map_published_stamp = snap.stamp_ns
         header = messages.Header(frame_id=cfg.map.frame)
         header.stamp.sec, header.stamp.nanosec = divmod(snap.stamp_ns, 1_000_000_000)
@@ -357,8 +357,12 @@ class SamOvsegNode(Node):
     def _warn(self, kind: str, message: str) -> None:
         """Count and log a skipped frame; each distinct problem (numbers aside) at most once per 5 s."""
         self.stats.bad_input(kind)
-        if self._throttle.ok(kind + re.sub(r"[-+]?\d[\d.e+-]*", "#", message)):
+        if self._once_per_period(kind, message):
             self.get_logger().warning(f"skipping frame [{kind}]: {message} (repeats of this are throttled to one per 5 s)")
+
+    def _once_per_period(self, kind: str, message: str) -> bool:
+        """True at most once per throttle period for each distinct problem (numbers in it aside)."""
+        return self._throttle.ok(kind + re.sub(r"[-+]?\d[\d.e+-]*", "#", message))
 
     def _decode(self, job: Job, cfg: NodeConfig) -> Frame:
         px = cfg.max_image_pixels

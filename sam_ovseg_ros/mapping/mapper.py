@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cloud import pack_rgb
 from ..tracking import Tracker
 from .voxel_map import ObjectStats, VoxelMap
 
@@ -42,7 +43,7 @@ class Mapper:
 
     def step(self, instances: np.ndarray, semantic: np.ndarray, rgb: np.ndarray, depth_m: np.ndarray,
              rays: tuple[np.ndarray, np.ndarray], classes: np.ndarray, class_names: list[str],
-             pose: np.ndarray | None, stamp_ns: int, integrate: bool = True) -> np.ndarray:
+             pose: np.ndarray | None, stamp_ns: int) -> np.ndarray:
         """Track ids of instances 1..n (``classes[i]``: vocabulary index of instance i + 1, -1 none)."""
         n = len(classes)
         fv = None
@@ -64,9 +65,8 @@ class Mapper:
             tracks = self.tracker.update(instances, n, fv.instance_keys() if fv is not None else None)
             t["tracking"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            if fv is not None and integrate:
-                packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
-                          | rgb[..., 2])[valid]
+            if fv is not None:
+                packed = pack_rgb(rgb).view(np.uint32)[valid]
                 labels = semantic[valid].astype(np.int64) - 1
                 self.map.integrate(fv, packed, labels, class_names, np.asarray(classes), tracks, pose[:3, 3])
                 self.stamp_ns = stamp_ns
