@@ -112,3 +112,16 @@ def centroids(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, instance: n
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, j] = sums / counts
     return out, counts
+
+
+_PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<u2": "ushort", "<u4": "uint"}
+
+
+def write_ply(path, records: np.ndarray, comment: str) -> int:
+    """A binary little-endian PLY of a 1-D structured array, one property per field; returns the count."""
+    props = "".join(f"property {_PLY_TYPES[records.dtype.fields[n][0].str]} {n}\n" for n in records.dtype.names)
+    head = f"ply\nformat binary_little_endian 1.0\ncomment {comment}\nelement vertex {len(records)}\n{props}end_header\n"
+    with open(path, "wb") as f:
+        f.write(head.encode())
+        f.write(np.ascontiguousarray(records).tobytes())
+    return len(records)

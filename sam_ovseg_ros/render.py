@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cloud
 from .cloud import unpack_rgb
 from .overlay import colors_of
 
@@ -19,14 +20,7 @@ def write_ply(path: Path, points: np.ndarray) -> int:
     for f in ("x", "y", "z", "label", "instance"):
         rec[f] = pts[f]
     rec["red"], rec["green"], rec["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    header = ("ply\nformat binary_little_endian 1.0\ncomment sam_ovseg_ros semantic cloud (camera optical frame)\n"
-              f"element vertex {len(rec)}\nproperty float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-              "property uint label\nproperty uint instance\nend_header\n")
-    with open(path, "wb") as f:
-        f.write(header.encode())
-        f.write(rec.tobytes())
-    return len(rec)
+    return cloud.write_ply(path, rec, "sam_ovseg_ros semantic cloud (camera optical frame)")
 
 
 def _orbit_camera(p: np.ndarray, elevation_deg: float, azimuth_deg: float, distance_scale: float):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cloud import pack_rgb
+from ..cloud import pack_rgb, unpack_rgb, write_ply as write_ply_records
 from ..tracking import Tracker
 from .voxel_map import ObjectStats, VoxelMap
 
@@ -128,10 +128,7 @@ def write_ply(path: Path, snap: MapSnapshot) -> None:
     v = np.empty(len(snap.xyz), PLY_DTYPE)
     for i, a in enumerate("xyz"):
         v[a] = snap.xyz[:, i]
-    v["red"], v["green"], v["blue"] = (snap.rgb >> 16) & 255, (snap.rgb >> 8) & 255, snap.rgb & 255
+    rgb = unpack_rgb(snap.rgb.view(np.float32))
+    v["red"], v["green"], v["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     v["label"], v["object"] = snap.label, snap.object
-    head = ("ply\nformat binary_little_endian 1.0\ncomment sam_ovseg_ros semantic voxel map; label = class + 1 of "
-            f"[{', '.join(snap.class_names)}]\nelement vertex {len(v)}\nproperty float x\nproperty float y\n"
-            "property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
-            "property ushort label\nproperty uint object\nend_header\n")
-    path.write_bytes(head.encode() + v.tobytes())
+    write_ply_records(path, v, f"sam_ovseg_ros semantic voxel map; label = class + 1 of [{', '.join(snap.class_names)}]")
