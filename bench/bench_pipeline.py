@@ -37,8 +37,36 @@ def median_ms(values) -> float:
     return statistics.median(values) * 1000
 
 
-def bench_tiny(frames: int, device: str) -> dict:
+def stage_medians(cfg, data: list, frames: int, warm: int = 2) -> dict:
+    """Build the configured models and run ``frames`` frames (after ``warm`` untimed ones) through the
+    pipeline; per-stage and total medians in ms (CUDA synchronised around each frame)."""
+    import torch
+
     from sam_ovseg_ros import models, pipeline
+
+    p = pipeline.Pipeline(models.build(cfg, log=lambda s_: None))
+    cuda = cfg.device == "cuda"
+    times: dict[str, list[float]] = {}
+    for i in range(frames + warm):
+        if cuda:
+            torch.cuda.synchronize()
+        r = p.process(data[i % len(data)], cfg)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warm:
+            for s_, v in r.timings.items():
+                times.setdefault(s_, []).append(v)
+            times.setdefault("total", []).append(sum(r.timings.values()))
+    res = {s_: median_ms(v) for s_, v in times.items()}
+    if cuda:
+        res["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        del p
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return res
+
+
+def bench_tiny(frames: int, device: str) -> dict:
     from sam_ovseg_ros.cloud import Intrinsics
     from sam_ovseg_ros.config import NodeConfig
     from sam_ovseg_ros.frame import Frame
@@ -51,17 +79,8 @@ def bench_tiny(frames: int, device: str) -> dict:
                 cfg.segmenter = "sam3"
             else:
                 cfg.fusion.mode = mode
-            m = models.build(cfg, log=lambda s: None)
-            p = pipeline.Pipeline(m)
             data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]
-            times: dict[str, list[float]] = {}
-            for i in range(frames + 2):
-                r = p.process(data[i % len(data)], cfg)
-                if i >= 2:
-                    for s, v in r.timings.items():
-                        times.setdefault(s, []).append(v)
-                    times.setdefault("total", []).append(sum(r.timings.values()))
-            out[f"tiny_{mode}"] = {s_: median_ms(v) for s_, v in times.items()}
+            out[f"tiny_{mode}"] = stage_medians(cfg, data, frames)
     return out
 
 
@@ -189,7 +208,7 @@ def bench_cuda(frames: int, reps: int) -> dict:
     SAM's image encoder plain vs torch.compile (default and reduce-overhead = CUDA graphs)."""
     import torch
 
-    from sam_ovseg_ros import models, pipeline, sam
+    from sam_ovseg_ros import sam
     from sam_ovseg_ros.cloud import Intrinsics
     from sam_ovseg_ros.config import NodeConfig
     from sam_ovseg_ros.frame import Frame
@@ -206,42 +225,12 @@ def bench_cuda(frames: int, reps: int) -> dict:
             cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp)
             cfg.sam.checkpoint, cfg.ovseg.checkpoint = str(sam_path), str(ov_path)
             cfg.sam.pred_iou_thresh = cfg.sam.stability_score_thresh = 0.0  # random weights: keep every mask
-            m = models.build(cfg, log=lambda s: None)
-            p = pipeline.Pipeline(m)
-            times: dict[str, list[float]] = {}
-            for i in range(frames + 2):
-                torch.cuda.synchronize()
-                r = p.process(data[i % len(data)], cfg)
-                torch.cuda.synchronize()
-                if i >= 2:
-                    for s_, v in r.timings.items():
-                        times.setdefault(s_, []).append(v)
-                    times.setdefault("total", []).append(sum(r.timings.values()))
-            res[f"pipeline_{precision}"] = {s_: median_ms(v) for s_, v in times.items()}
-            res[f"pipeline_{precision}"]["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
-            del m, p
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+            res[f"pipeline_{precision}"] = stage_medians(cfg, data, frames)
         s3 = write_random_sam3(Path(tmp))
         for precision in ("fp32", "bf16"):  # SAM 3 at its real size (848 M parameters), 20 text prompts
             cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp, segmenter="sam3")
             cfg.sam3.checkpoint, cfg.sam3.score_threshold = str(s3), 0.0  # random weights: keep every query
-            m = models.build(cfg, log=lambda s_: None)
-            p = pipeline.Pipeline(m)
-            times = {}
-            for i in range(frames + 2):
-                torch.cuda.synchronize()
-                r = p.process(data[i % len(data)], cfg)
-                torch.cuda.synchronize()
-                if i >= 2:
-                    for s_, v in r.timings.items():
-                        times.setdefault(s_, []).append(v)
-                    times.setdefault("total", []).append(sum(r.timings.values()))
-            res[f"sam3_pipeline_{precision}"] = {s_: median_ms(v) for s_, v in times.items()}
-            res[f"sam3_pipeline_{precision}"]["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
-            del m, p
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+            res[f"sam3_pipeline_{precision}"] = stage_medians(cfg, data, frames)
         model = sam.load("vit_h", sam_path, "cuda")
         x = torch.randn(1, 3, 1024, 1024, device="cuda")
         for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
