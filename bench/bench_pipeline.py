@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Per-stage time of the whole pipeline (models included) per 640x480 ScanNet frame; medians.
 
-    python bench/bench_pipeline.py                          # tiny profiles, CPU: sam + OVSeg (vote, mask_clip), sam3
+    python bench/bench_pipeline.py                          # tiny profiles, CPU: sam + OVSeg (vote, mask_clip), sam2, sam3
     python bench/bench_pipeline.py --sam-grid vit_b         # real-size random-weight SAM generator: original vs fast
+    python bench/bench_pipeline.py --sam-grid hiera_small   # the same for SAM 2.1 (hiera_tiny/small/base_plus/large)
     python bench/bench_pipeline.py --vocab                  # a run-time vocabulary change (text tower)
     python bench/bench_pipeline.py --full --device cuda     # GPU: SAM ViT-H + OVSeg Swin-B/ViT-L/14,
                                                             #      real sizes, random weights, original and fast presets
@@ -73,10 +74,12 @@ def bench_tiny(frames: int, device: str) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("vote", "mask_clip", "sam3"):
+        for mode in ("vote", "mask_clip", "sam2", "sam3"):
             cfg = NodeConfig(profile="tiny", device=device, weights_dir=tmp)
             if mode == "sam3":  # SAM 3 text prompts, the 20 default names, no OVSeg
                 cfg.segmenter = "sam3"
+            elif mode == "sam2":  # SAM 2.1 automatic masks, OVSeg vote
+                cfg.segmenter = "sam2"
             else:
                 cfg.fusion.mode = mode
             data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]
@@ -96,18 +99,51 @@ def write_random_sam(folder: Path, model_type: str) -> Path:
     return path
 
 
+# SAM 2.1's image encoders (Hiera sizes of its sam2.1_hiera_{t,s,b+,l}.yaml); Sam2Model of these has the
+# published parameter counts less the video memory modules (7.4 M), which image mode does not use.
+SAM2_SIZES = {
+    "hiera_tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], [7, 7], [8, 4, 14, 7]),
+    "hiera_small": (96, 1, [1, 2, 11, 2], [7, 10, 13], [7, 7], [8, 4, 14, 7]),
+    "hiera_base_plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], [14, 14], [8, 4, 14, 7]),
+    "hiera_large": (144, 2, [2, 6, 36, 4], [23, 33, 43], [7, 7], [8, 4, 16, 8]),
+}
+
+
+def write_random_sam2(folder: Path, model_type: str) -> Path:
+    """A real-size SAM 2.1 with random weights in the Hugging Face layout."""
+    import torch
+    from transformers import Sam2Config, Sam2Model, Sam2Processor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+
+    c, h, blocks, glob, bkg, win = SAM2_SIZES[model_type]
+    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=c, num_attention_heads=h, blocks_per_stage=blocks,
+                    global_attention_blocks=glob, window_positional_embedding_background_size=bkg,
+                    window_size_per_stage=win, embed_dim_per_stage=[c, 2 * c, 4 * c, 8 * c],
+                    num_attention_heads_per_stage=[h, 2 * h, 4 * h, 8 * h])
+    path = folder / f"random_sam2_{model_type}"
+    if not path.exists():
+        torch.manual_seed(0)
+        Sam2Model(Sam2Config(vision_config=dict(backbone_config=backbone, backbone_channel_list=[8 * c, 4 * c, 2 * c, c]))
+                  ).save_pretrained(path)
+        Sam2Processor(image_processor=Sam2ImageProcessor()).save_pretrained(path)
+    return path
+
+
 def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("original", "fast")) -> dict:
-    """Real-size SAM generator on the rendered depth of a real frame: each preset's encoder/decoder/post."""
+    """Real-size SAM (vit_*) or SAM 2.1 (hiera_*) generator on the rendered depth of a real frame: each
+    preset's encoder/decoder/post."""
     import torch
 
-    from sam_ovseg_ros import depth, sam
+    from sam_ovseg_ros import depth, sam, sam2
 
     _, rgb, d, _ = load_frames()[0]
     img = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_random_sam(Path(tmp), model_type)
-        model = sam.load(model_type, path, device)
+        if model_type in SAM2_SIZES:
+            model = sam2.load(write_random_sam2(Path(tmp), model_type), model_type, device)
+        else:
+            model = sam.load(model_type, write_random_sam(Path(tmp), model_type), device)
         gen = sam.MaskGenerator(model, amp)
         for preset in presets:
             # random weights predict meaningless IoU/stability: filters off, so the decoder and the
@@ -204,8 +240,9 @@ def write_random_sam3(folder: Path) -> Path:
 
 
 def bench_cuda(frames: int, reps: int) -> dict:
-    """The node's pipeline per stage with real-size random-weight SAM ViT-H + OVSeg, fp32 and bf16, then
-    SAM's image encoder plain vs torch.compile (default and reduce-overhead = CUDA graphs)."""
+    """The node's pipeline per stage with real-size random-weight models in fp32 and bf16: SAM ViT-H + OVSeg,
+    SAM 2.1 hiera_small and hiera_large + OVSeg, SAM 3; then SAM's image encoder plain vs torch.compile
+    (default and reduce-overhead = CUDA graphs)."""
     import torch
 
     from sam_ovseg_ros import sam
@@ -226,6 +263,13 @@ def bench_cuda(frames: int, reps: int) -> dict:
             cfg.sam.checkpoint, cfg.ovseg.checkpoint = str(sam_path), str(ov_path)
             cfg.sam.pred_iou_thresh = cfg.sam.stability_score_thresh = 0.0  # random weights: keep every mask
             res[f"pipeline_{precision}"] = stage_medians(cfg, data, frames)
+        for model_type in ("hiera_small", "hiera_large"):  # SAM 2.1 automatic masks + OVSeg at real sizes
+            folder = write_random_sam2(Path(tmp), model_type)
+            for precision in ("fp32", "bf16"):
+                cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp, segmenter="sam2")
+                cfg.sam2.checkpoint, cfg.sam2.model_type, cfg.ovseg.checkpoint = str(folder), model_type, str(ov_path)
+                cfg.sam.pred_iou_thresh = cfg.sam.stability_score_thresh = 0.0
+                res[f"sam2_{model_type}_pipeline_{precision}"] = stage_medians(cfg, data, frames)
         s3 = write_random_sam3(Path(tmp))
         for precision in ("fp32", "bf16"):  # SAM 3 at its real size (848 M parameters), 20 text prompts
             cfg = NodeConfig(device="cuda", precision=precision, weights_dir=tmp, segmenter="sam3")
@@ -261,7 +305,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    ap.add_argument("--sam-grid", metavar="MODEL_TYPE", help="time the real-size SAM generator (vit_b/l/h)")
+    ap.add_argument("--sam-grid", metavar="MODEL_TYPE",
+                    help="time the real-size SAM (vit_b/l/h) or SAM 2.1 (hiera_tiny/small/base_plus/large) generator")
     ap.add_argument("--full", action="store_true", help="real-size SAM ViT-H + OVSeg (a GPU run)")
     ap.add_argument("--vocab", action="store_true", help="time a vocabulary change (tiny and ViT-L/14 text tower)")
     ap.add_argument("--presets", nargs="+", default=["original", "fast"], choices=("original", "fast"),

@@ -6,6 +6,8 @@ from launch.substitutions import LaunchConfiguration
 NODE_ARGS = {
     "profile": ("profile", "default | tiny (random-weight tiny models)"),
     "device": ("device", "auto | cuda | cpu"),
+    "segmenter": ("segmenter", "sam (SAM + OVSeg, the original) | sam2 (SAM 2.1 + OVSeg) | sam3 (SAM 3 text prompts)"),
+    "sam2_model_type": ("sam2.model_type", "hiera_tiny | hiera_small | hiera_base_plus | hiera_large"),
     "sam_input": ("sam.input", "depth | rgb: the image SAM segments"),
     "sam_model_type": ("sam.model_type", "vit_h | vit_l | vit_b"),
     "sam_checkpoint": ("sam.checkpoint", "SAM .pth (default: <weights_dir>/sam_vit_h_4b8939.pth)"),

@@ -42,6 +42,12 @@ class SamConfig:
 
 
 @dataclass
+class Sam2Config:
+    model_type: str = "hiera_small"  # SAM 2.1 image encoder: hiera_tiny | hiera_small | hiera_base_plus | hiera_large
+    checkpoint: str = ""  # folder in the Hugging Face layout; "" = <weights_dir>/sam2.1-hiera-<size>
+
+
+@dataclass
 class Sam3Config:
     checkpoint: str = ""  # folder in the Hugging Face layout; "" = <weights_dir>/sam3
     score_threshold: float = -1.0  # negative = the profile's (0.5; tiny: 0.262)
@@ -144,8 +150,9 @@ class NodeConfig:
     torch_threads: int = 0  # 0 = leave torch's default
     max_image_pixels: int = 4096 * 4096  # larger images are refused, not allocated
     transport: str = "raw"  # raw: sensor_msgs/Image | compressed: image_transport's compressed + compressedDepth
-    segmenter: str = "sam"  # sam: SAM + OVSeg (the original) | sam3: SAM 3 text prompts (no OVSeg)
+    segmenter: str = "sam"  # sam: SAM + OVSeg (the original) | sam2: SAM 2.1 + OVSeg | sam3: SAM 3 text prompts
     sam: SamConfig = field(default_factory=SamConfig)
+    sam2: Sam2Config = field(default_factory=Sam2Config)
     sam3: Sam3Config = field(default_factory=Sam3Config)
     ovseg: OvsegConfig = field(default_factory=OvsegConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -167,11 +174,12 @@ class NodeConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": ("default", "tiny"),
     "transport": ("raw", "compressed"),
-    "segmenter": ("sam", "sam3"),
+    "segmenter": ("sam", "sam2", "sam3"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "sam.input": ("depth", "rgb"),
     "sam.model_type": ("vit_h", "vit_l", "vit_b"),
+    "sam2.model_type": ("hiera_tiny", "hiera_small", "hiera_base_plus", "hiera_large"),
     "sam.preset": ("original", "fast"),
     "ovseg.aggregation": ("original", "ovseg_demo"),
     "fusion.mode": ("vote", "mask_clip"),
@@ -184,6 +192,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Parameters that only take effect at start-up (models, subscriptions); the rest apply on the next frame.
 STARTUP_ONLY = (
     "profile", "device", "precision", "weights_dir", "torch_threads", "transport", "segmenter", "sam3.checkpoint", "sam.model_type",
+    "sam2.model_type", "sam2.checkpoint",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
     "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
     "tracking.max_age",
@@ -208,9 +217,13 @@ DESCRIPTIONS: dict[str, str] = {
     "transport": "input images: raw (sensor_msgs/Image on color/image, depth/image) | compressed "
                  "(sensor_msgs/CompressedImage on color/image/compressed as jpeg/png and "
                  "depth/image/compressedDepth as image_transport's compressedDepth png)",
-    "segmenter": "instances and classes: sam (SAM's automatic masks labelled by OVSeg, the original method) | sam3 "
+    "segmenter": "instances and classes: sam (SAM's automatic masks labelled by OVSeg, the original method) | "
+                 "sam2 (SAM 2.1's automatic masks with the same sam.* grid and filters, labelled by OVSeg) | sam3 "
                  "(SAM 3: every vocabulary name is a text prompt and each instance comes with its class; "
                  "OVSeg is not loaded)",
+    "sam2.model_type": "SAM 2.1 image encoder: hiera_tiny | hiera_small | hiera_base_plus | hiera_large",
+    "sam2.checkpoint": "SAM 2.1 folder in the Hugging Face layout (config.json, model.safetensors, "
+                       "processor_config.json); '' = <weights_dir>/sam2.1-hiera-<size> of sam2.model_type",
     "sam3.checkpoint": "SAM 3 folder in the Hugging Face layout (config.json, model.safetensors, processor and "
                        "tokenizer files); '' = <weights_dir>/sam3",
     "sam3.score_threshold": "keep SAM 3 instances whose score (class x presence probability) exceeds this, in "

@@ -134,12 +134,12 @@ class Models:
 
 
 class SamSegmenter:
-    """SAM's automatic masks (our generator); classes come from OVSeg."""
+    """SAM's or SAM 2's automatic masks (our generator, the sam.* settings); classes come from OVSeg."""
 
-    def __init__(self, model, amp_dtype) -> None:
+    def __init__(self, model_or_prompter, amp_dtype) -> None:
         from .sam import MaskGenerator
 
-        self.generator = MaskGenerator(model, amp_dtype)
+        self.generator = MaskGenerator(model_or_prompter, amp_dtype)
 
     def segment(self, image: np.ndarray, cfg: NodeConfig, class_names: list[str]):
         from .sam import params_for
@@ -193,6 +193,17 @@ def build_sam(cfg: NodeConfig, device: str, amp):
     return SamSegmenter(model, amp), sam_path.parent, True
 
 
+def build_sam2(cfg: NodeConfig, device: str, amp):
+    from . import sam2
+
+    if cfg.profile == "tiny":
+        folder = sam2.tiny_folder(cfg.weights_path() / "tiny")
+    else:
+        folder = Path(cfg.sam2.checkpoint).expanduser() if cfg.sam2.checkpoint else \
+            cfg.weights_path() / sam2.folder_name(cfg.sam2.model_type)
+    return SamSegmenter(sam2.load(folder, cfg.sam2.model_type, device), amp), folder, True
+
+
 def build_sam3(cfg: NodeConfig, device: str, amp):
     from . import sam3
 
@@ -204,7 +215,7 @@ def build_sam3(cfg: NodeConfig, device: str, amp):
 
 
 # segmenter parameter value -> builder(cfg, device, amp) -> (segmenter, where it came from, needs OVSeg)
-SEGMENTERS = {"sam": build_sam, "sam3": build_sam3}
+SEGMENTERS = {"sam": build_sam, "sam2": build_sam2, "sam3": build_sam3}
 
 
 def build_ovseg(cfg: NodeConfig, device: str, amp):
@@ -237,7 +248,8 @@ def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
     segmenter, source, needs_ovseg = SEGMENTERS[cfg.segmenter](cfg, device, amp)
     predictor = build_ovseg(cfg, device, amp) if needs_ovseg else None
     models = Models(segmenter, predictor)
-    what = {"sam": f"SAM {cfg.sam.model_type} + OVSeg", "sam3": "SAM 3 (text prompts, no OVSeg)"}[cfg.segmenter]
+    what = {"sam": f"SAM {cfg.sam.model_type} + OVSeg", "sam2": f"SAM 2.1 {cfg.sam2.model_type} + OVSeg",
+            "sam3": "SAM 3 (text prompts, no OVSeg)"}[cfg.segmenter]
     log(f"models loaded in {time.perf_counter() - t0:.1f} s on {device} "
         f"({'random-weight tiny models: labels are meaningless' if cfg.profile == 'tiny' else what}) from {source}")
     if warmup:

@@ -195,13 +195,47 @@ def unpack_bits(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return bits.view(packed.shape[0], packed.shape[1] * 8)[:, : shape[0] * shape[1]].view(-1, *shape).bool()
 
 
-class MaskGenerator:
-    """Automatic mask generation on one full-image crop (see module docstring)."""
+class SamPrompter:
+    """segment-anything's model behind the generator: the image embedding once, then point prompts in
+    pixels. Low-resolution logits come first so filters run before masks are upscaled to the image."""
 
-    def __init__(self, model, amp_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model) -> None:
         from segment_anything import SamPredictor
 
         self.predictor = SamPredictor(model)
+        self.mask_threshold = float(model.mask_threshold)
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+
+    def predict(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 2) pixel points -> (3N, h, w) low-resolution mask logits and (3N,) predicted IoU
+        (three masks per point, as ``SamPredictor.predict_torch(multimask_output=True)``)."""
+        pred, model = self.predictor, self.predictor.model
+        pts = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), device=pred.device)
+        labels = torch.ones(pts.shape[0], 1, dtype=torch.int, device=pred.device)
+        sparse, dense = model.prompt_encoder(points=(pts[:, None, :], labels), boxes=None, masks=None)
+        low, iou = model.mask_decoder(image_embeddings=pred.features, image_pe=model.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=True)
+        return low.flatten(0, 1), iou.flatten(0, 1)
+
+    def upscale(self, low: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) low-resolution logits -> (N, H, W) logits at the image size (SAM's postprocess_masks)."""
+        pred = self.predictor
+        return pred.model.postprocess_masks(low[:, None], pred.input_size, pred.original_size)[:, 0]
+
+
+class MaskGenerator:
+    """Automatic mask generation on one full-image crop (see module docstring); the model comes in as a
+    prompter (``set_image``, ``predict`` points, ``upscale`` logits), so SAM and SAM 2 share it."""
+
+    def __init__(self, model_or_prompter, amp_dtype: torch.dtype | None = None) -> None:
+        self.prompter = model_or_prompter if hasattr(model_or_prompter, "predict") else SamPrompter(model_or_prompter)
         self.amp_dtype = amp_dtype
 
     @torch.inference_mode()
@@ -211,26 +245,24 @@ class MaskGenerator:
 
         t = {}
         t0 = time.perf_counter()
-        pred = self.predictor
-        dev = pred.device
+        pr = self.prompter
+        dev = pr.device
         h, w = image.shape[:2]
         with self._amp():
-            pred.set_image(image)
+            pr.set_image(image)
         t["sam_encoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        thr = pred.model.mask_threshold
+        thr = pr.mask_threshold
         points = build_point_grid(p.points_per_side) * np.array([[w, h]])
         keep_bits, keep_iou, keep_stab, keep_box = [], [], [], []
         for (batch,) in batch_iterator(p.points_per_batch, points):
-            pts = torch.as_tensor(pred.transform.apply_coords(batch, (h, w)), device=dev)
-            labels = torch.ones(pts.shape[0], dtype=torch.int, device=dev)
             with self._amp():
-                logits, iou, _ = pred.predict_torch(pts[:, None, :], labels[:, None], multimask_output=True,
-                                                    return_logits=True)
-            logits, iou = logits.flatten(0, 1).float(), iou.flatten(0, 1).float()
-            if p.pred_iou_thresh > 0.0:
+                low, iou = pr.predict(batch)
+            low, iou = low.float(), iou.float()
+            if p.pred_iou_thresh > 0.0:  # before upscaling: the filter needs only the scores
                 sel = iou > p.pred_iou_thresh
-                logits, iou = logits[sel], iou[sel]
+                low, iou = low[sel], iou[sel]
+            logits = pr.upscale(low)
             stab = calculate_stability_score(logits, thr, p.stability_score_offset)
             if p.stability_score_thresh > 0.0:
                 sel = stab >= p.stability_score_thresh
@@ -240,7 +272,7 @@ class MaskGenerator:
             keep_bits.append(pack_bits(binary))
             keep_iou.append(iou)
             keep_stab.append(stab)
-            del logits, binary
+            del logits, binary, low
         bits, iou = torch.cat(keep_bits), torch.cat(keep_iou)
         stab, boxes = torch.cat(keep_stab), torch.cat(keep_box)
         keep = batched_nms(boxes.float(), iou, torch.zeros_like(iou), iou_threshold=p.box_nms_thresh)
@@ -281,7 +313,6 @@ class MaskGenerator:
     def _amp(self):
         from contextlib import nullcontext
 
-        dev = self.predictor.device
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast(dev.type, dtype=self.amp_dtype)
+        return torch.autocast(self.prompter.device.type, dtype=self.amp_dtype)

@@ -58,12 +58,14 @@ class Sam3Segmenter:
 
     def __init__(self, folder: Path, device: str = "cpu", amp_dtype: torch.dtype | None = None) -> None:
         from transformers import Sam3Model, Sam3Processor
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # no per-file progress bars in the node's log
         check_folder(folder)
         try:
             self.model = Sam3Model.from_pretrained(folder, local_files_only=True).to(device).eval()
             self.processor = Sam3Processor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # missing files, bad JSON, a truncated or foreign safetensors file
             raise WeightsError(f"cannot load SAM 3 from {folder}: {exc}. Get it from {SOURCE}") from None
         self.device = torch.device(device)
         self.amp_dtype = amp_dtype

@@ -14,3 +14,15 @@ def load(frame: str = "1660") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     depth = np.asarray(Image.open(SAMPLES / "depth" / f"{frame}.png")).astype(np.uint16)
     k = np.loadtxt(SAMPLES / "intrinsics" / "intrinsic_depth.txt")[:3, :3]
     return rgb, depth, k
+
+
+def segmenter_inputs(frames=("1660", "5560")) -> dict[str, np.ndarray]:
+    """What SAM-like segmenters see on these frames: the original depth rendering and the colour image."""
+    from sam_ovseg_ros import depth
+
+    out = {}
+    for f in frames:
+        rgb, d, _ = load(f)
+        out[f + "_depth"] = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
+        out[f + "_rgb"] = rgb
+    return out

@@ -4,9 +4,9 @@ import pytest
 import torch
 from segment_anything import SamAutomaticMaskGenerator
 
-from sam_ovseg_ros import depth, sam
+from sam_ovseg_ros import sam
 from sam_ovseg_ros.weights import WeightsError
-from scannet import load
+from scannet import segmenter_inputs
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +17,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images():
-    out = {}
-    for f in ("1660", "5560"):
-        rgb, d, _ = load(f)
-        out[f + "_depth"] = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
-        out[f + "_rgb"] = rgb
-    return out
+    return segmenter_inputs()
 
 
 def canonical(masks, areas, boxes):
