@@ -176,6 +176,7 @@ def main() -> int:
         time.sleep(0.05)
 
     bp = cloud.Backprojector()
+    pool = messages.MessagePool()  # as the node's publisher thread: segments and markers refilled
     names = ["wall%d" % i for i in range(20)]
     times: dict[str, list[float]] = {}
     cur: dict[str, float] = {}
@@ -199,9 +200,9 @@ def main() -> int:
         segs = timed("segments", lambda: instances.segments_from_instances(
             inst, np.ones(len(order), np.float32), cls, share, names,
             cloud.centroids(bp, dm, k, inst, len(order))))
-        pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst))
+        pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst, messages.message_array))
         ov = timed("overlay", lambda: overlay.draw(rgb, inst, segs))
-        mk = timed("markers", lambda: messages.markers(segs, cmsg.header, 1.0, 0.08, "bench"))
+        mk = timed("markers", lambda: pool.markers(segs, cmsg.header, 1.0, 0.08, "bench"))
         hdr = cmsg.header
         built = {}
 
@@ -211,7 +212,7 @@ def main() -> int:
             built["semantic"] = messages.image(sem, "16UC1", hdr)
             built["overlay"] = messages.image(ov, "rgb8", hdr)
             built["points"] = messages.point_cloud(pts, hdr)
-            built["segments"] = messages.segment_array(segs, hdr)
+            built["segments"] = pool.segment_array(segs, hdr)
             for name, msg in built.items():
                 pubs[name].publish(msg)
             pubs["markers"].publish(mk)

@@ -70,7 +70,7 @@ class SamOvsegNode(Node):
         tc, mc = cfg.tracking, cfg.map
         self.mapper = Mapper(mc.voxel_size, mc.max_voxels, tc.iou_threshold, tc.max_age, tc.overlap_3d,
                              mc.min_object_voxels, mc.pixel_stride)
-        self.pipeline = Pipeline(self.models, self.mapper)
+        self.pipeline = Pipeline(self.models, self.mapper, alloc=messages.message_array)
         self._tf = tf_listener.make(self) if mc.enabled else None
         depth_mod.colormap_lut(cfg.depth.colormap)  # matplotlib's import and the LUT, before the first frame
 
@@ -124,6 +124,7 @@ class SamOvsegNode(Node):
         self.pub_segments = self.create_publisher(SegmentArray, "~/segments", qos_out)
         self.pub_vocab = self.create_publisher(Vocabulary, "~/vocabulary", latched)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", qos_out)
+        self._pool = messages.MessagePool()  # segments and markers, refilled by the publisher thread only
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._publish_vocabulary(cfg.classes)
         if cfg.map.enabled:
@@ -499,9 +500,10 @@ class SamOvsegNode(Node):
             self.pub_overlay.publish(messages.image(r.overlay, "rgb8", header))
         if r.points is not None:
             self.pub_points.publish(messages.point_cloud(r.points, header))
-        self.pub_segments.publish(messages.segment_array(r.segments, header))
-        self.pub_markers.publish(messages.markers(r.segments, header, cfg.markers.lifetime,
-                                                  cfg.markers.text_size, self.get_name()))
+        self.pub_segments.publish(self._pool.segment_array(r.segments, header))
+        if self.pub_markers.get_subscription_count():  # built only when someone looks, like the overlay
+            self.pub_markers.publish(self._pool.markers(r.segments, header, cfg.markers.lifetime,
+                                                               cfg.markers.text_size, self.get_name()))
 
     # ---------------------------------------------------------------- diagnostics
     def _report(self) -> None:

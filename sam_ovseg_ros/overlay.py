@@ -48,13 +48,14 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def caption_points(instances: np.ndarray, n: int, step: int = 4) -> np.ndarray:
+def caption_points(instances: np.ndarray, n: int, step: int = 4, boxes: np.ndarray | None = None) -> np.ndarray:
     """(n, 2) int (x, y) for ids 1..n: the most interior pixel of each id's largest component.
 
     Worked out on every ``step``-th pixel (a caption needs no sub-pixel accuracy): components,
     distance transform and per-component maxima on the subsampled image; the chosen sample is a
     pixel of the full image, so it lies inside its instance. Instances too small to survive the
-    subsampling get a pixel from their own box. -1 where an id has no pixel.
+    subsampling get a pixel from their own box (``boxes``: (n, 4) x, y, width, height of each id, as the
+    segments carry them; found here when not given). -1 where an id has no pixel.
     """
     out = np.full((n, 2), -1, np.int64)
     if n == 0:
@@ -64,20 +65,33 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4) -> np.ndarray:
     inner = (small > 0) & ~boundaries(small)
     comps, ncomp = ndimage.label(inner)  # 4-connected: boundary pixels separate different ids
     if ncomp:
-        comp_ids = np.asarray(ndimage.maximum(small, comps, np.arange(1, ncomp + 1))).astype(np.int64)
-        sizes = np.bincount(comps.ravel(), minlength=ncomp + 1)[1:]
+        flat = comps.ravel()
+        comp_ids = np.zeros(ncomp + 1, np.int64)
+        comp_ids[flat] = small.ravel()  # every pixel of a component carries its id
+        comp_ids = comp_ids[1:]
+        sizes = np.bincount(flat, minlength=ncomp + 1)[1:]
         order = np.lexsort((sizes, comp_ids))  # by id, then size ascending: the last per id is the largest
         last = np.ones(ncomp, bool)
         last[:-1] = comp_ids[order][:-1] != comp_ids[order][1:]
         best = order[last]
-        dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3)
-        for ci, (y, x) in zip(best, ndimage.maximum_position(dist, comps, best + 1)):
-            out[comp_ids[ci] - 1] = (x * step + off, y * step + off)
+        dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3).ravel()
+        # the deepest pixel of each component (the first in raster order on ties), without sorting pixels
+        peak = np.zeros(ncomp + 1, np.float32)
+        peak[1:] = ndimage.maximum(dist, flat, np.arange(1, ncomp + 1))
+        at_peak = np.flatnonzero((dist == peak[flat]) & (flat > 0))
+        _, first = np.unique(flat[at_peak], return_index=True)  # components 1..ncomp in order
+        y, x = np.divmod(at_peak[first][best], small.shape[1])
+        out[comp_ids[best] - 1] = np.stack([x * step + off, y * step + off], axis=1)
     missing = np.nonzero(out[:, 0] < 0)[0]
     if len(missing):  # too small or thin for the subsampled image: the deepest pixel inside their own box
-        objects = ndimage.find_objects(instances, max_label=n)
+        if boxes is None:
+            objects = ndimage.find_objects(instances, max_label=n)
         for i in missing:
-            sl = objects[i]
+            if boxes is not None:
+                x0, y0, bw, bh = (int(v) for v in boxes[i])
+                sl = (slice(y0, y0 + bh), slice(x0, x0 + bw)) if bw > 0 else None
+            else:
+                sl = objects[i]
             if sl is None:
                 continue
             own = np.pad((instances[sl] == i + 1).astype(np.uint8), 1)
@@ -87,18 +101,33 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4) -> np.ndarray:
     return out
 
 
+OUTLINE = (255, 255, 250)
+_PACKED = (PALETTE_BY_ID[:256].astype(np.uint32) * np.array([1, 1 << 8, 1 << 16], np.uint32)).sum(1, dtype=np.uint32)
+_FILL: dict[tuple, np.ndarray] = {}
+
+
+def _outline_image(shape: tuple) -> np.ndarray:
+    """A constant image of the outline colour (made once per size) that cv2.copyTo copies through a mask."""
+    if shape not in _FILL:
+        _FILL[shape] = np.broadcast_to(np.array(OUTLINE, np.uint8), shape).copy()
+    return _FILL[shape]
+
+
 def draw(color: np.ndarray, instances: np.ndarray, segments: list[Segment]) -> np.ndarray:
-    """H x W x 3 uint8: instance colours blended 50/50, outlines, and a caption per segment."""
+    """H x W x 3 uint8: instance colours blended 50/50, outlines, and a caption per segment.
+
+    Whole-image steps are one gather of a per-id packed colour, one OpenCV blend and two OpenCV masked
+    copies (numpy's masked assignment is an order of magnitude slower on 3-channel images)."""
     color = np.ascontiguousarray(color)
-    keys = np.zeros(len(segments) + 1, np.intp)
-    keys[1:] = [(s.key - 1) % 255 + 1 for s in segments]  # colours follow tracks: an object keeps its colour
-    tint = np.take(PALETTE_BY_ID, keys[instances], axis=0)
+    lut = np.zeros(len(segments) + 1, np.uint32)
+    lut[1:] = _PACKED[[(s.key - 1) % 255 + 1 for s in segments]]  # colours follow tracks: an object keeps its colour
+    tint = cv2.cvtColor(np.take(lut, instances).view(np.uint8).reshape(*instances.shape, 4), cv2.COLOR_RGBA2RGB)
     blended = cv2.addWeighted(color, 1.0 - ALPHA, tint, ALPHA, 0.0)
     out = color.copy()
-    np.copyto(out, blended, where=(instances > 0)[..., None])
-    out[boundaries(instances)] = (255, 255, 250)  # ids differ, so one side is an instance
+    cv2.copyTo(blended, (instances > 0).view(np.uint8), out)
+    cv2.copyTo(_outline_image(out.shape), boundaries(instances).view(np.uint8), out)  # one side is an instance
     if segments:
-        pts = caption_points(instances, len(segments))
+        pts = caption_points(instances, len(segments), boxes=np.array([s.bbox for s in segments]))
         scale = max(0.35, min(color.shape[:2]) / 1000.0)
         text_colors = np.maximum(colors_of(np.array([s.key for s in segments])), 110).tolist()
         h, w = out.shape[:2]

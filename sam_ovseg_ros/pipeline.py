@@ -42,9 +42,10 @@ class Outputs:
 class Pipeline:
     """Runs frames with the models it was given (``models`` may be None: depth and cloud only)."""
 
-    def __init__(self, models=None, mapper=None) -> None:
+    def __init__(self, models=None, mapper=None, alloc=np.empty) -> None:
         self.models = models
         self.mapper = mapper  # mapping.Mapper: track ids, and the voxel map of posed frames
+        self.alloc = alloc  # (shape, dtype) -> array for the cloud (the node's: memory a message owns as is)
         self._bp = cloud.Backprojector()
         self._bp_decimated = cloud.Backprojector()  # its own ray cache: the full-size one serves centroids
 
@@ -133,9 +134,10 @@ class Pipeline:
                     k = frame.k
                     kd = Intrinsics(k.fx / n, k.fy / n, k.cx / n, k.cy / n, -(-k.width // n), -(-k.height // n))
                     points = cloud.build_points(self._bp_decimated, depth_m[::n, ::n], frame.color[::n, ::n], kd,
-                                                semantic[::n, ::n], instances[::n, ::n])
+                                                semantic[::n, ::n], instances[::n, ::n], self.alloc)
                 else:
-                    points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances)
+                    points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances,
+                                                self.alloc)
                 if not cfg.cloud.organized:
                     points = cloud.dense_points(points)
         if want.overlay:

@@ -124,3 +124,37 @@ def test_empty_and_structured_buffers_build_messages():
     pts["x"] = np.arange(12).reshape(3, 4)
     msg = messages.point_cloud(pts, Header())
     assert bytes(msg.data) == pts.tobytes() and msg.row_step == 4 * MAP_POINT_DTYPE.itemsize
+
+
+def test_message_keeps_the_one_copy_of_its_buffer_and_markers_refill():
+    """The buffer made from the array is the message's own (no second copy in the setter); refilled markers
+    equal new ones frame after frame, a shorter frame carries no marker of the longer one before it."""
+    import array
+
+    from std_msgs.msg import Header
+
+    from sam_ovseg_ros import messages
+    from sam_ovseg_ros.frame import Segment
+
+    img = messages.image(np.arange(12, dtype=np.uint16).reshape(3, 4), "16UC1", Header())
+    assert isinstance(img.data, array.array) and bytes(img.data) == np.arange(12, dtype="<u2").tobytes()
+    rgb, d, k = load("1660")  # a cloud made in message memory becomes the message's data as it is
+    pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480),
+                             alloc=messages.message_array)
+    msg = messages.point_cloud(pts, Header())
+    assert msg.data is messages.buffer(pts) and bytes(msg.data) == pts.tobytes()
+    assert messages.buffer(pts[::2]) is not msg.data  # a view of part of it is copied
+
+    def segs(n, name):
+        return [Segment(id=i + 1, area=10, bbox=(0, 0, 1, 1), score=1.0, class_name=f"{name}{i}",
+                        centroid=(float(i), 2.0, float("nan") if i == 1 else 3.0), track_id=7 + i) for i in range(n)]
+
+    pool = messages.MessagePool()
+    for n, name in ((5, "a"), (2, "b"), (6, "c")):
+        got = pool.markers(segs(n, name), Header(frame_id=name), 1.5, 0.1, "ns").markers
+        fresh = messages.markers(segs(n, name), Header(frame_id=name), 1.5, 0.1, "ns").markers
+        assert [str(m) for m in got] == [str(m) for m in fresh]
+        assert [m.text for m in got[1:]] == [f"{name}{i}" for i in range(n) if i != 1]  # NaN centroid: none
+        assert got[0].action == 3 and all(m.header.frame_id == name for m in got)
+        sa, fresh_sa = pool.segment_array(segs(n, name), Header()), messages.segment_array(segs(n, name), Header())
+        assert str(sa) == str(fresh_sa) and [m.class_name for m in sa.segments] == [f"{name}{i}" for i in range(n)]

@@ -47,3 +47,29 @@ def test_draw_keeps_background_and_outlines_instances():
     expect = (rgb[inside].astype(int) + tint) / 2
     changed = np.abs(out[inside].astype(int) - expect).max(axis=1) <= 1
     assert changed.mean() > 0.9  # 50/50 blend, apart from the caption box
+
+
+def test_captions_sit_at_the_deepest_sample_of_the_largest_component():
+    """On a real frame's depth bands: each caption is a sample of the subsampled image whose distance to the
+    instance's border is the largest of its largest component (the rule, checked with scipy's own measures)."""
+    import cv2
+
+    _, d, _ = load("5560")
+    inst = np.minimum(d // 400, 12).astype(np.uint16)  # 400 mm depth bands as instances (0: invalid/near)
+    n = int(inst.max())
+    pts = overlay.caption_points(inst, n)
+    small = inst[2::4, 2::4]
+    inner = (small > 0) & ~overlay.boundaries(small)
+    comps, ncomp = ndimage.label(inner)
+    dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3)
+    checked = 0
+    for i in range(1, n + 1):
+        own = [c for c in range(1, ncomp + 1) if small[comps == c][0] == i]
+        if not own:
+            continue
+        largest = max(own, key=lambda c: (comps == c).sum())
+        x, y = pts[i - 1]
+        assert (x - 2) % 4 == 0 and (y - 2) % 4 == 0 and comps[(y - 2) // 4, (x - 2) // 4] == largest
+        assert dist[(y - 2) // 4, (x - 2) // 4] == ndimage.maximum(dist, comps, largest)
+        checked += 1
+    assert checked >= 5
