@@ -99,33 +99,17 @@ def write_random_sam(folder: Path, model_type: str) -> Path:
     return path
 
 
-# SAM 2.1's image encoders (Hiera sizes of its sam2.1_hiera_{t,s,b+,l}.yaml); Sam2Model of these has the
-# published parameter counts less the video memory modules (7.4 M), which image mode does not use.
-SAM2_SIZES = {
-    "hiera_tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], [7, 7], [8, 4, 14, 7]),
-    "hiera_small": (96, 1, [1, 2, 11, 2], [7, 10, 13], [7, 7], [8, 4, 14, 7]),
-    "hiera_base_plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], [14, 14], [8, 4, 14, 7]),
-    "hiera_large": (144, 2, [2, 6, 36, 4], [23, 33, 43], [7, 7], [8, 4, 16, 8]),
-}
-
-
 def write_random_sam2(folder: Path, model_type: str) -> Path:
     """A real-size SAM 2.1 with random weights in the Hugging Face layout."""
     import torch
-    from transformers import Sam2Config, Sam2Model, Sam2Processor
-    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers import Sam2Model
 
-    c, h, blocks, glob, bkg, win = SAM2_SIZES[model_type]
-    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=c, num_attention_heads=h, blocks_per_stage=blocks,
-                    global_attention_blocks=glob, window_positional_embedding_background_size=bkg,
-                    window_size_per_stage=win, embed_dim_per_stage=[c, 2 * c, 4 * c, 8 * c],
-                    num_attention_heads_per_stage=[h, 2 * h, 4 * h, 8 * h])
+    from sam_ovseg_ros import sam2
+
     path = folder / f"random_sam2_{model_type}"
     if not path.exists():
         torch.manual_seed(0)
-        Sam2Model(Sam2Config(vision_config=dict(backbone_config=backbone, backbone_channel_list=[8 * c, 4 * c, 2 * c, c]))
-                  ).save_pretrained(path)
-        Sam2Processor(image_processor=Sam2ImageProcessor()).save_pretrained(path)
+        Sam2Model(sam2.config(sam2.SPECS[model_type])).save_pretrained(path)
     return path
 
 
@@ -140,7 +124,7 @@ def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("origi
     img = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if model_type in SAM2_SIZES:
+        if model_type in sam2.FILES:
             model = sam2.load(write_random_sam2(Path(tmp), model_type), model_type, device)
         else:
             model = sam.load(model_type, write_random_sam(Path(tmp), model_type), device)

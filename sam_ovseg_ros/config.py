@@ -44,7 +44,7 @@ class SamConfig:
 @dataclass
 class Sam2Config:
     model_type: str = "hiera_small"  # SAM 2.1 image encoder: hiera_tiny | hiera_small | hiera_base_plus | hiera_large
-    checkpoint: str = ""  # folder in the Hugging Face layout; "" = <weights_dir>/sam2.1-hiera-<size>
+    checkpoint: str = ""  # released .pt file or a Hugging Face folder; "" = <weights_dir>/sam2.1_<model_type>.pt
 
 
 @dataclass
@@ -222,8 +222,8 @@ DESCRIPTIONS: dict[str, str] = {
                  "(SAM 3: every vocabulary name is a text prompt and each instance comes with its class; "
                  "OVSeg is not loaded)",
     "sam2.model_type": "SAM 2.1 image encoder: hiera_tiny | hiera_small | hiera_base_plus | hiera_large",
-    "sam2.checkpoint": "SAM 2.1 folder in the Hugging Face layout (config.json, model.safetensors, "
-                       "processor_config.json); '' = <weights_dir>/sam2.1-hiera-<size> of sam2.model_type",
+    "sam2.checkpoint": "SAM 2.1 checkpoint: the released .pt file of sam2.model_type, or a folder in the Hugging "
+                       "Face layout (config.json, model.safetensors); '' = <weights_dir>/sam2.1_<sam2.model_type>.pt",
     "sam3.checkpoint": "SAM 3 folder in the Hugging Face layout (config.json, model.safetensors, processor and "
                        "tokenizer files); '' = <weights_dir>/sam3",
     "sam3.score_threshold": "keep SAM 3 instances whose score (class x presence probability) exceeds this, in "

@@ -1,8 +1,9 @@
 """numpy / pipeline results -> ROS messages (the only module besides the node that imports ROS types).
 
-A buffer is copied once, into an ``array.array('B')`` that the message keeps: passing ``data`` to a
-message constructor copies it again, and a numpy array is converted element by element (what makes
-naive PointCloud2 building take seconds). Per-instance messages (segments, text markers) are refilled from a pool, not constructed.
+A buffer reaches its message as an ``array.array('B')`` the message keeps: made in place for the cloud
+(``message_array``), else by one copy. Passing ``data`` to a message constructor copies it again, and a
+numpy array is converted element by element (what makes naive PointCloud2 building take seconds).
+Per-instance messages (segments, text markers) are refilled from a pool, not constructed.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
-from sensor_msgs.msg import Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -25,8 +26,8 @@ _FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
 
 
 def message_array(shape: tuple, dtype) -> np.ndarray:
-    """An uninitialised array whose memory is an ``array.array('B')``: ``buffer`` hands that to a message
-    as it is, so an array made here (the cloud) reaches the message with no copy."""
+    """A zeroed array whose memory is an ``array.array('B')``: ``buffer`` hands that to a message as it is,
+    so an array made here (the cloud) reaches the message with no copy."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape)) * dtype.itemsize
     return np.frombuffer(array.array("B", b"\0") * n, dtype).reshape(shape)  # a repeat is a memset
@@ -106,7 +107,8 @@ class MessagePool:
         for i, s in enumerate(segments):
             m = self._item(self._segments, i, SegmentMsg)
             m.id, m.track_id, m.class_id, m.class_name = s.id, s.track_id, s.class_id, s.class_name
-            m.score, m.class_score, m.area, m.valid_points = float(s.score), float(s.class_score), s.area, s.valid_points
+            m.score, m.class_score = float(s.score), float(s.class_score)
+            m.area, m.valid_points = s.area, s.valid_points
             box = m.bbox
             box.x_offset, box.y_offset, box.width, box.height = s.bbox
             c = m.centroid

@@ -197,11 +197,12 @@ def build_sam2(cfg: NodeConfig, device: str, amp):
     from . import sam2
 
     if cfg.profile == "tiny":
-        folder = sam2.tiny_folder(cfg.weights_path() / "tiny")
+        path, model_type = sam2.tiny_folder(cfg.weights_path() / "tiny"), "tiny"
     else:
-        folder = Path(cfg.sam2.checkpoint).expanduser() if cfg.sam2.checkpoint else \
-            cfg.weights_path() / sam2.folder_name(cfg.sam2.model_type)
-    return SamSegmenter(sam2.load(folder, cfg.sam2.model_type, device), amp), folder, True
+        path = Path(cfg.sam2.checkpoint).expanduser() if cfg.sam2.checkpoint else \
+            cfg.weights_path() / sam2.FILES[cfg.sam2.model_type]
+        model_type = cfg.sam2.model_type
+    return SamSegmenter(sam2.load(path, model_type, device), amp), path, True
 
 
 def build_sam3(cfg: NodeConfig, device: str, amp):

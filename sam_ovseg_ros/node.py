@@ -503,7 +503,7 @@ class SamOvsegNode(Node):
         self.pub_segments.publish(self._pool.segment_array(r.segments, header))
         if self.pub_markers.get_subscription_count():  # built only when someone looks, like the overlay
             self.pub_markers.publish(self._pool.markers(r.segments, header, cfg.markers.lifetime,
-                                                               cfg.markers.text_size, self.get_name()))
+                                                        cfg.markers.text_size, self.get_name()))
 
     # ---------------------------------------------------------------- diagnostics
     def _report(self) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
-from .weights import SAM_FILES, WeightsError, describe, save_state_dict, verify
+from .weights import SAM_FILES, WeightsError, check_layout, describe, save_state_dict, verify
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,7 @@ def load(model_type: str, checkpoint: str | Path, device="cpu"):
         sd = sd["model"]
     with torch.device("meta"):
         model = build(SPECS[model_type])
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        detail = "; ".join(f"{len(v)} {n} (e.g. {', '.join(v[:3])})" for n, v in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v)
-        raise WeightsError(f"{path} is not a SAM {model_type} checkpoint: {detail}")
+    check_layout(model.state_dict(), sd, f"{path} is not a SAM {model_type} checkpoint")
     model.load_state_dict(sd, strict=True, assign=True)
     return model.to(device).eval()
 
@@ -205,6 +198,8 @@ class SamPrompter:
         self.predictor = SamPredictor(model)
         self.mask_threshold = float(model.mask_threshold)
 
+    cleans_small_regions = True  # segment-anything's generator applies min_mask_region_area at full resolution
+
     @property
     def device(self) -> torch.device:
         return self.predictor.device
@@ -280,11 +275,12 @@ class MaskGenerator:
         iou, stab, boxes = iou[keep].cpu().numpy(), stab[keep].cpu().numpy(), boxes[keep].cpu().numpy()
         t["sam_decoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if p.min_mask_region_area > 0 or dev.type == "cpu":
+        clean = p.min_mask_region_area > 0 and pr.cleans_small_regions
+        if clean or dev.type == "cpu":
             # segment-anything's clean-up is OpenCV on the host; on the CPU numpy's box-cropped paths
             # are also the fastest. Otherwise the stack stays on the device for instances and fusion.
             masks = masks.cpu().numpy()
-            if p.min_mask_region_area > 0 and len(masks):
+            if clean and len(masks):
                 masks, iou, stab, boxes = self._clean_small_regions(masks, iou, stab, boxes, p)
             areas = masks.sum(axis=(1, 2), dtype=np.int64)
         else:

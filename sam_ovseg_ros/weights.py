@@ -22,7 +22,7 @@ class WeightsError(RuntimeError):
 class WeightSpec:
     filename: str
     url: str
-    md5: str  # full digest, or a prefix when only that is published
+    md5: str  # full digest, a prefix when only that is published, "" when none is
     note: str = ""
 
 
@@ -33,6 +33,10 @@ KNOWN: dict[str, WeightSpec] = {s.filename: s for s in (
                "0b3195507c641ddb6910d2bb5adee89c", "SAM ViT-L, 1.2 GB"),
     WeightSpec("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
                "01ec64d29a2fca3f0661936605ae66f8", "SAM ViT-B, 358 MB"),
+    *(WeightSpec(f"sam2.1_hiera_{size}.pt", f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_"
+                 f"{size}.pt", "", f"SAM 2.1 hiera-{size}, ~{mb} MB, Apache-2.0; no checksum is published, the "
+                 "loader checks every key and shape")
+      for size, mb in (("tiny", 156), ("small", 184), ("base_plus", 323), ("large", 898))),
     WeightSpec("ovseg_swinbase_vitL14_ft_mpt.pth",
                "https://drive.google.com/file/d/1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy",
                "526080", "OVSeg Swin-B + CLIP ViT-L/14 (fine-tuned, mask prompt tuned), ~2 GB, CC BY-NC 4.0; "
@@ -47,7 +51,7 @@ def describe(filename: str) -> str:
     spec = KNOWN.get(filename)
     if spec is None:
         return "It is not one of the released files this package knows; check the path."
-    return f"Get {spec.filename} ({spec.note}) from {spec.url} (md5 {spec.md5}...)."
+    return f"Get {spec.filename} ({spec.note}) from {spec.url}" + (f" (md5 {spec.md5}...)." if spec.md5 else ".")
 
 
 def md5_of(path: Path, chunk: int = 1 << 24) -> str:
@@ -65,7 +69,7 @@ def verify(path: Path, spec: WeightSpec | None = None) -> None:
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}. " + (describe(spec.filename) if spec else
                                                                  "Set the checkpoint parameter to an existing file."))
-    if spec is None:
+    if spec is None or not spec.md5:  # unknown file, or no published checksum
         return
     st = path.stat()
     stamp_file = path.parent / ".verified.json"
@@ -85,6 +89,19 @@ def verify(path: Path, spec: WeightSpec | None = None) -> None:
         stamp_file.write_text(json.dumps(seen))
     except OSError:
         pass  # read-only weights folder: verify again next time
+
+
+def check_layout(own: dict, loaded: dict, what: str) -> None:
+    """Raise WeightsError unless ``loaded`` has exactly the keys and shapes of the model's ``own`` state_dict,
+    naming a few of each kind of difference (a foreign or truncated checkpoint is refused, never half-loaded)."""
+    missing = [k for k in own if k not in loaded]
+    unexpected = [k for k in loaded if k not in own]
+    shapes = [f"{k}: {tuple(loaded[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in loaded and tuple(loaded[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        detail = "; ".join(f"{len(v)} {n} (e.g. {', '.join(v[:3])})" for n, v in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v)
+        raise WeightsError(f"{what}: {detail}")
 
 
 def save_state_dict(state_dict: dict, path: Path) -> Path:

@@ -1,21 +1,32 @@
-"""SAM 2.1 backend: our generator equals transformers' automatic mask generation for the same model,
-each prompt equals the library's documented point-prompt path on non-square frames, the tiny profile gives
-several regions on real frames, clear errors for a missing folder, and the node over DDS with segmenter:=sam2
-(labelled by OVSeg) with outputs consistent as for sam."""
+"""SAM 2.1 backend against the original SAM 2 code (test/data/sam2_tiny, made by its make_golden.py): a released-
+layout checkpoint loads strictly, our generator gives SAM2AutomaticMaskGenerator's masks mask for mask on real
+640x480 frames, each prompt gives its image predictor's logits; the four released model layouts convert key for
+key; the tiny profile gives several regions; clear errors; and the node over DDS with segmenter:=sam2."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rosharness import check_frame, node_rig
 from sam_ovseg_ros import sam, sam2
 from sam_ovseg_ros.weights import WeightsError
 from scannet import load, segmenter_inputs
 
+DATA = Path(__file__).resolve().parent / "data" / "sam2_tiny"
+CHECKPOINT = DATA / "sam2.1_tiny_seed2.pt"
+
 
 @pytest.fixture(scope="module")
-def prompter(tmp_path_factory):
-    return sam2.load(sam2.tiny_folder(tmp_path_factory.mktemp("w")), "hiera_tiny")
+def golden():
+    return np.load(DATA / "golden.npz")
+
+
+@pytest.fixture(scope="module")
+def original():
+    """The tiny model the original code ran, through our loader of released checkpoints."""
+    return sam2.load(CHECKPOINT, "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +35,8 @@ def frames():
 
 
 def assert_same_masks(got, ref_masks, ref_boxes, ref_scores):
-    """Mask for mask: the same count, each of ours with a reference mask of the same box and score where at
-    most 0.01 % of pixels differ (a point prompt's coordinates are rounded to float32 in a different order:
-    logits differ by 1e-10, which flips a pixel sitting on the threshold)."""
+    """Mask for mask: the same count, each of ours with a reference mask of the same box (x0, y0, x1, y1) and
+    score where at most 0.01 % of pixels differ (float noise between CPUs flips a pixel on the threshold)."""
     assert len(got.masks) == len(ref_masks)
     free = list(range(len(ref_masks)))
     for m, b, s in zip(got.masks, got.boxes, got.scores):
@@ -36,67 +46,58 @@ def assert_same_masks(got, ref_masks, ref_boxes, ref_scores):
         free.remove(match[0])
 
 
-@pytest.mark.parametrize("params", [
-    sam.GenParams(points_per_side=8, points_per_batch=20, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                  box_nms_thresh=0.7, min_mask_region_area=0),
-    sam.GenParams(points_per_side=12, points_per_batch=64, pred_iou_thresh=0.5, stability_score_thresh=0.2,
-                  box_nms_thresh=0.8, min_mask_region_area=0),
-], ids=["no-filters", "filters"])
-def test_generator_equals_the_library_mask_generation(prompter, frames, params):
-    """Same masks, boxes and scores as transformers' mask-generation pipeline with Sam2Model, mask for mask.
-    Square crops of the frames: that pipeline scales points by the longest side (SAM 1's rule), right only
-    for square images since SAM 2 squashes the image to its square input; the next test covers other shapes."""
-    from transformers import pipeline
-
-    gen = sam.MaskGenerator(prompter)
-    ref_gen = pipeline("mask-generation", model=prompter.model, image_processor=prompter.processor, device="cpu")
+@pytest.mark.parametrize("case", ["no_cleanup", "filters_cleanup"])
+def test_generator_equals_the_original_sam2(original, golden, frames, case):
+    """SAM2AutomaticMaskGenerator (SAM 2 1.1.0) on the rendered depth and colour of two frames: same masks,
+    boxes and predicted IoU. ``filters_cleanup`` has IoU and stability filters and min_mask_region_area 100,
+    which SAM 2 hands only to its low-resolution hole filling (its CUDA extension): no clean-up, as here."""
+    side, batch, iou, stab, nms, area = json.loads(str(golden["cases"]))[case]
+    gen = sam.MaskGenerator(original)
     compared = 0
-    for img in frames.values():
-        img = np.ascontiguousarray(img[:, 80:560])
-        got = gen.generate(img, params)
-        ref = ref_gen(Image.fromarray(img), points_per_crop=params.points_per_side,
-                      points_per_batch=params.points_per_batch, pred_iou_thresh=params.pred_iou_thresh,
-                      stability_score_thresh=params.stability_score_thresh, crops_nms_thresh=params.box_nms_thresh,
-                      output_bboxes_mask=True)
-        ref_masks = [np.asarray(m) for m in ref["masks"]]
-        nonempty = [i for i, m in enumerate(ref_masks) if m.any()]  # the library keeps empty masks; we drop them
-        assert_same_masks(got, [ref_masks[i] for i in nonempty], ref["bounding_boxes"][nonempty].numpy(),
-                          ref["scores"][nonempty].numpy())
-        compared += len(nonempty)
-    assert compared >= 8  # the comparison is not vacuous
+    for name, img in frames.items():
+        got = gen.generate(img, sam.GenParams(side, batch, iou, stab, nms, area))
+        key = f"{case}/{name}"
+        ref = np.unpackbits(golden[key + "/masks"], axis=-1)[..., : img.shape[1]].astype(bool)
+        x, y, w, h = golden[key + "/boxes"].T
+        assert_same_masks(got, ref, np.stack([x, y, x + w, y + h], 1), golden[key + "/iou"])
+        # stability counts pixels at logits +-1: float noise moves a few of them (1e-4 of a mask's union)
+        np.testing.assert_allclose(sorted(got.stability), sorted(golden[key + "/stability"]), atol=2e-4)
+        compared += len(ref)
+    assert compared >= 30  # the comparison is not vacuous
 
 
-def test_prompts_equal_the_library_point_path_on_a_non_square_frame(prompter, frames):
-    """640x480: each grid point through Sam2Processor(input_points) -> Sam2Model -> post_process_masks, the
-    library's documented point-prompt path, gives the same logits and IoU as our prompter."""
-    img = frames["1660_rgb"]
-    pts = np.array([[12.5, 7.0], [320.0, 240.0], [600.0, 470.0], [40.0, 455.0]])
+def test_prompts_equal_the_original_image_predictor(original, golden, frames):
+    """Single points on the 640x480 colour frame (corners included: x / w and y / h onto the square input):
+    low-resolution logits (SAM 2 returns them clamped to +-32) and the three IoU predictions."""
     with torch.inference_mode():
-        prompter.set_image(img)
-        low, iou = prompter.predict(pts)
-        ours = prompter.upscale(low)
-        for i, (x, y) in enumerate(pts):
-            inputs = prompter_inputs(prompter, img, [[[[float(x), float(y)]]]])
-            out = prompter.model(**inputs, multimask_output=True)
-            from transformers import Sam2Processor
-
-            ref = Sam2Processor(image_processor=prompter.processor).post_process_masks(
-                out.pred_masks, inputs["original_sizes"], binarize=False)[0][0]
-            assert (ours[3 * i:3 * i + 3] - ref).abs().max() <= 1e-4
-            assert (iou[3 * i:3 * i + 3] - out.iou_scores[0, 0]).abs().max() <= 1e-6
+        original.set_image(frames["1660_rgb"])
+        for i, xy in enumerate(golden["points"]):
+            low, iou = original.predict(np.array([xy]))
+            ref = torch.from_numpy(golden[f"points/{i}/low_res_logits"])
+            assert (low.clamp(-32, 32) - ref).abs().max() <= 1e-2  # logits of ~1e4 before the clamp
+            assert (iou - torch.from_numpy(golden[f"points/{i}/iou"])).abs().max() <= 1e-6
 
 
-def prompter_inputs(prompter, img, points):
-    from transformers import Sam2Processor
+def test_released_checkpoints_of_every_size_convert_key_for_key():
+    """The keys and shapes SAM 2 builds for hiera t/s/b+/l (what their .pt files hold) become exactly the
+    transformers model's of our spec for that size; the video-memory keys are dropped."""
+    from transformers import Sam2Model
 
-    proc = Sam2Processor(image_processor=prompter.processor)
-    inputs = proc(images=img, input_points=points, return_tensors="pt")
-    return {"pixel_values": inputs["pixel_values"], "input_points": inputs["input_points"],
-            "input_labels": torch.ones(inputs["input_points"].shape[:-1], dtype=torch.int),
-            "original_sizes": inputs["original_sizes"]}
+    manifest = json.loads((DATA / "manifest.json").read_text())
+    assert set(manifest) == set(sam2.FILES)
+    for name, keys in manifest.items():
+        converted = sam2.to_transformers({k: torch.empty(v, device="meta") for k, v in keys.items()})
+        with torch.device("meta"):
+            own = Sam2Model(sam2.config(sam2.SPECS[name])).state_dict()
+        assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in own.items()}, name
+        assert len(keys) - len(converted) >= 150  # memory attention, memory encoder, object pointers
 
 
-def test_tiny_profile_gives_several_partial_masks_on_real_frames(prompter, frames):
+def test_tiny_profile_gives_several_partial_masks_on_real_frames(tmp_path, frames):
+    prompter = sam2.load(sam2.tiny_folder(tmp_path), "tiny")
+    again = sam2.load(sam2.tiny_folder(tmp_path / "again"), "tiny")  # written afresh from the same seed
+    for (k, v), (k2, v2) in zip(prompter.model.state_dict().items(), again.model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
     gen = sam.MaskGenerator(prompter)
     for name, img in frames.items():
         out = gen.generate(img, sam.PRESETS["tiny"])
@@ -105,23 +106,31 @@ def test_tiny_profile_gives_several_partial_masks_on_real_frames(prompter, frame
         assert len(partial) >= 3, name
 
 
-def test_tiny_folder_roundtrips_through_the_loader(prompter, tmp_path):
-    again = sam2.load(sam2.tiny_folder(tmp_path), "hiera_tiny")  # written afresh from the same seed
-    for (k, v), (k2, v2) in zip(prompter.model.state_dict().items(), again.model.state_dict().items()):
-        assert k == k2 and torch.equal(v, v2), k
-
-
-def test_missing_or_incomplete_folder_names_what_is_missing(tmp_path):
-    with pytest.raises(WeightsError, match="SAM 2.1 folder not found.*huggingface.co/facebook/sam2.1-hiera-small"):
-        sam2.load(tmp_path / "nope", "hiera_small")
-    (tmp_path / "s2").mkdir()
-    (tmp_path / "s2" / "config.json").write_text("{}")
-    with pytest.raises(WeightsError, match="lacks processor_config.json.*model\\*.safetensors.*hiera-large"):
-        sam2.load(tmp_path / "s2", "hiera_large")
-    (tmp_path / "s2" / "processor_config.json").write_text("{}")
-    (tmp_path / "s2" / "model.safetensors").write_bytes(b"\0" * 64)
+def test_missing_foreign_or_incomplete_checkpoints_are_named(tmp_path):
+    with pytest.raises(WeightsError, match=r"not found: .*sam2.1_hiera_small.pt.*dl.fbaipublicfiles.com.*"
+                                           r"092824/sam2.1_hiera_small.pt"):
+        sam2.load(tmp_path / "sam2.1_hiera_small.pt", "hiera_small")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(CHECKPOINT.read_bytes()[:4000])
+    with pytest.raises(WeightsError, match="cannot read SAM 2.1 checkpoint"):
+        sam2.load(corrupt, "tiny")
+    sd = torch.load(CHECKPOINT, weights_only=True)
+    del sd["model"]["sam_mask_decoder.iou_token.weight"]
+    other = tmp_path / "other.pt"
+    torch.save(sd, other)
+    with pytest.raises(WeightsError, match="not a SAM 2.1 tiny checkpoint: 1 missing .*iou_token"):
+        sam2.load(other, "tiny")
+    with pytest.raises(WeightsError, match="not a SAM 2.1 hiera_large checkpoint: .*wrong shape"):
+        sam2.load(CHECKPOINT, "hiera_large")  # a real size named for the tiny file
+    with pytest.raises(WeightsError, match="unknown SAM 2.1 model type"):
+        sam2.load(CHECKPOINT, "hiera_huge")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(WeightsError, match="lacks config.json or model\\*.safetensors"):
+        sam2.load(tmp_path / "hf", "hiera_small")
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"\0" * 64)
     with pytest.raises(WeightsError, match="cannot load SAM 2.1 from"):
-        sam2.load(tmp_path / "s2", "hiera_tiny")
+        sam2.load(tmp_path / "hf", "hiera_small")
 
 
 # ------------------------------------------------------------------ through the node
@@ -137,7 +146,7 @@ def rig(rclpy_context, tmp_path_factory):
 
 def test_node_with_sam2(rig):
     node, h = rig
-    assert "sam2_tiny_seed" in node.log()  # the instances come from the SAM 2 folder
+    assert "sam2_tiny_seed" in node.log()  # the instances come from the SAM 2 model
     rgb, d, k = load("1660")
     h.publish(rgb, d, k, 10**9)
     out = h.wait_stamp(10**9, timeout=90)
