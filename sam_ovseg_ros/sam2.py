@@ -7,14 +7,15 @@ images, are dropped; every image key must be there, strictly), or a folder in th
 image path is SAM 2's own image predictor's: the image as floats in [0, 1] resized to the square input with
 antialiasing (not keeping its aspect), ImageNet-normalised; grid points scaled by width and height to that
 square; the decoder also reads the two high-resolution feature levels; low-resolution logits are resized
-straight to the image. The generator (grid, IoU and stability filters, NMS, small-region clean-up) is
-:class:`sam.MaskGenerator`, shared with SAM, so the presets mean the same for both. SAM 2's optional
-low-resolution hole filling needs its CUDA extension; without it SAM 2 skips that step, and so do we.
-test_sam2.py checks all of this against outputs of the original code (test/data/sam2_tiny).
+straight to the image. The generator (grid, IoU and stability filters, NMS) is :class:`sam.MaskGenerator`,
+shared with SAM, so the presets mean the same for both, but for the clean-up: SAM 2's generator never runs
+segment-anything's full-resolution one and hands ``min_mask_region_area`` only to a low-resolution hole
+filling that needs SAM 2's CUDA extension (skipped without it); neither runs here. test_sam2.py checks all
+of this against outputs of the original code (test/data/sam2_tiny).
 
 ``profile: tiny`` writes a reduced SAM 2.1 (Hiera 16 channels, stages 1-1-2-1, 256 px; SAM heads at 32
-channels with SAM 2's fixed depth 2, MLP 2048 and 8 heads) with seeded random weights in the released layout
-and loads it through the same loader. As the SAM tiny model, each ConvTranspose of the mask decoder has one
+channels with SAM 2's fixed depth 2, MLP 2048 and 8 heads; the architecture of the golden data's model) with
+seeded random weights in the Hugging Face layout and loads it through the same loader. As the SAM tiny model, each ConvTranspose of the mask decoder has one
 kernel for its 2x2 taps, so masks are regions rather than checkerboards; the hypernetworks' outputs are scaled
 by 2^18 (exact: the same masks) so logits are of order one, and the high-resolution projections by 0.1.
 """
