@@ -96,10 +96,10 @@ def check_layout(own: dict, loaded: dict, what: str) -> None:
     naming a few of each kind of difference (a foreign or truncated checkpoint is refused, never half-loaded)."""
     missing = [k for k in own if k not in loaded]
     unexpected = [k for k in loaded if k not in own]
-    shapes = [f"{k}: {tuple(loaded[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+    shapes = [f"{k}: {tuple(loaded[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
               if k in loaded and tuple(loaded[k].shape) != tuple(v.shape)]
     if missing or unexpected or shapes:
-        detail = "; ".join(f"{len(v)} {n} (e.g. {', '.join(v[:3])})" for n, v in
+        detail = "; ".join(f"{len(v)} {n} (e.g. {', '.join(v[:5])})" for n, v in
                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if v)
         raise WeightsError(f"{what}: {detail}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..weights import WeightsError, describe
+from ..weights import WeightsError, check_layout, describe
 
 # Training-only entries that a released checkpoint may carry; read and dropped.
 IGNORED_KEYS = ("criterion.empty_weight",)
@@ -60,17 +60,7 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "chec
     sd, renamed = remap_legacy(sd)
     ignored = [k for k in sd if k in IGNORED_KEYS]
     sd = {k: v for k, v in sd.items() if k not in IGNORED_KEYS}
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if items:
-                parts.append(f"{len(items)} {name} (e.g. {', '.join(items[:5])})")
-        raise WeightsError(f"{source} does not match the OVSeg model of this config: " + "; ".join(parts))
+    check_layout(model.state_dict(), sd, f"{source} does not match the OVSeg model of this config")
     model.load_state_dict(sd, strict=True, assign=assign)
     for name, buf in model.named_buffers():
         if name.endswith("relative_position_index") and buf.device.type != "meta":
