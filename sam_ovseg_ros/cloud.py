@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 POINT_DTYPE = np.dtype([
@@ -60,18 +61,13 @@ class Backprojector:
             self._key = k
         return self._rx, self._ry
 
-    def fill_xyz(self, out: np.ndarray, depth_m: np.ndarray, k: Intrinsics) -> None:
-        """Write x, y, z of an (H, W) POINT_DTYPE array from float32 metres (NaN stays NaN)."""
-        rx, ry = self.rays(k)
-        np.multiply(depth_m, rx, out=out["x"])
-        np.multiply(depth_m, ry, out=out["y"])
-        out["z"] = depth_m
-
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W) float32 whose bits are 0x00RRGGBB (PCL/RViz ``rgb`` field)."""
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    return packed.view(np.float32)
+    """(H, W, 3) uint8 -> (H, W) float32 whose bits are 0x00RRGGBB (PCL/RViz ``rgb`` field).
+    OpenCV's BGRA order is that word's little-endian byte order; the alpha byte is then cleared."""
+    words = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA).view(np.uint32)[..., 0]
+    np.bitwise_and(words, np.uint32(0x00FFFFFF), out=words)
+    return words.view(np.float32)
 
 
 def unpack_rgb(field: np.ndarray) -> np.ndarray:
@@ -86,10 +82,20 @@ def build_points(bp: Backprojector, depth_m: np.ndarray, rgb: np.ndarray, k: Int
     (the node passes one whose memory a message can own without a copy)."""
     h, w = depth_m.shape
     pts = alloc((h, w), POINT_DTYPE)
-    bp.fill_xyz(pts, depth_m, k)
-    pts["rgb"] = pack_rgb(rgb)
-    pts["label"] = 0 if label is None else label
-    pts["instance"] = 0 if instance is None else instance
+    rx, ry = bp.rays(k)
+    depth_m = np.ascontiguousarray(depth_m)
+
+    def as_field(ids):  # uint32 bits in a float32 channel
+        ids = np.zeros((h, w), np.uint32) if ids is None else np.ascontiguousarray(ids, np.uint32)
+        return ids.view(np.float32)
+
+    fields = pts.view(np.float32).reshape(h, w, 6)
+    # OpenCV interleaves the six planes into the records in one pass (numpy's strided field
+    # writes take 2x as long); it writes into ``fields`` since size and type match
+    out = cv2.merge([depth_m * rx, depth_m * ry, depth_m, pack_rgb(rgb), as_field(label), as_field(instance)],
+                    dst=fields)
+    if out.ctypes.data != fields.ctypes.data:  # never seen; would leave the records unwritten
+        fields[...] = out
     return pts
 
 
@@ -101,23 +107,11 @@ def dense_points(pts: np.ndarray) -> np.ndarray:
     return flat.view(f"V{pts.dtype.itemsize}")[keep].view(pts.dtype).reshape(1, -1)
 
 
-def centroids(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, instance: np.ndarray,
-              n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean xyz of each instance 1..n over its valid points, (n, 3) float64 (NaN where none), and counts.
-
-    x and y are computed exactly as the cloud computes them (same float32 products), so a centroid
-    is the mean of the instance's cloud points, without building the cloud.
-    """
+def xyz_image(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics) -> np.ndarray:
+    """(H, W, 3) float32 x, y, z per pixel, the same float32 products as the cloud (NaN: invalid);
+    what ``instances.measure`` averages for the segments' centroids without building the cloud."""
     rx, ry = bp.rays(k)
-    # invalid points go to bin 0 (dropped); index type once, not in each of the four bincounts
-    ids = np.where(np.isfinite(depth_m), instance, 0).ravel().astype(np.intp)
-    counts = np.bincount(ids, minlength=n + 1)[1:n + 1]
-    out = np.empty((n, 3))
-    for j, field in enumerate((depth_m * rx, depth_m * ry, depth_m)):
-        sums = np.bincount(ids, weights=field.ravel(), minlength=n + 1)[1:n + 1]  # NaNs only reach bin 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, j] = sums / counts
-    return out, counts
+    return cv2.merge([depth_m * rx, depth_m * ry, depth_m])
 
 
 _PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<u2": "ushort", "<u4": "uint"}

@@ -15,7 +15,7 @@ from . import cloud, depth as depth_mod, fusion, overlay as overlay_mod, registr
 from .config import NodeConfig
 from .cloud import Intrinsics
 from .frame import Frame, FrameResult, InputError, Segment
-from .instances import masks_to_instances, segments_from_instances
+from .instances import masks_to_instances, measure, segments_from_instances
 
 
 class StageTimer:
@@ -97,6 +97,7 @@ class Pipeline:
         instances = np.zeros((h, w), np.uint16)
         semantic = np.zeros((h, w), np.uint16)
         scores = classes = class_scores = np.zeros(0)
+        windows = None
         if self.models is not None:
             rgb_input = cfg.segmenter == "sam3" or cfg.sam.input == "rgb"  # SAM 3's prompts are about colour images
             sam_image = np.ascontiguousarray(frame.color) if rgb_input else colormap
@@ -107,7 +108,7 @@ class Pipeline:
                 # overlaps: the smallest mask on top (SegmentAnyRGBD); text-prompted: the best-scored on top
                 key = -masks.scores if text_prompted else masks.areas
                 instances, order = masks_to_instances(masks.masks, key, masks.boxes)
-                scores = masks.scores[order]
+                scores, windows = masks.scores[order], masks.boxes[order]  # each id lies inside its mask's box
             if text_prompted:
                 classes, class_scores, uncovered = masks.classes[order], scores, None
             else:
@@ -118,8 +119,9 @@ class Pipeline:
                 semantic = fusion.semantic_image(instances, classes, uncovered)
 
         with timer("segments"):
-            cents = cloud.centroids(self._bp, depth_m, frame.k, instances, len(scores))
-            segments = segments_from_instances(instances, scores, classes, class_scores, class_names, cents)
+            xyz = cloud.xyz_image(self._bp, depth_m, frame.k) if len(scores) else None
+            measures = measure(instances, len(scores), windows, xyz)
+            segments = segments_from_instances(measures, scores, classes, class_scores, class_names)
         if self.mapper is not None:
             with timer("track_map"):
                 tracks = self.mapper.step(instances, semantic, frame.color, depth_m, self._bp.rays(frame.k),

@@ -4,6 +4,7 @@ import pytest
 
 from sam_ovseg_ros import cloud, depth
 from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
+from sam_ovseg_ros.instances import measure
 from scannet import FRAMES, load
 
 
@@ -58,7 +59,8 @@ def test_centroids_are_means_of_valid_points():
     d[0:5, 0:5] = 0  # instance 3 has no valid depth
     bp, kk, dm = cloud.Backprojector(), Intrinsics.from_k(k, 640, 480), depth.to_metres(d, 0.001)
     pts = cloud.build_points(bp, dm, rgb, kk)
-    cents, counts = cloud.centroids(bp, dm, kk, inst, 3)
+    m = measure(inst, 3, xyz=cloud.xyz_image(bp, dm, kk))
+    cents, counts = m.centroids, m.valid_points
     for i in (1, 2):
         sel = (inst == i) & (d > 0)
         assert counts[i - 1] == sel.sum()

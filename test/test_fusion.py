@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sam_ovseg_ros import fusion
-from sam_ovseg_ros.instances import bboxes, masks_to_instances, segments_from_instances
+from sam_ovseg_ros.instances import masks_to_instances, measure, segments_from_instances
 
 
 def box(h, w, y0, y1, x0, x1):
@@ -102,12 +102,16 @@ def test_segments_agree_with_the_instance_image():
     inst[2:5, 3:9] = 1
     inst[10:20, 0:1] = 2
     inst[6, 20] = 2  # two components: box must enclose both
-    segs = segments_from_instances(inst, np.array([0.9, 0.8]), np.array([1, -1]), np.array([0.7, 0.0]),
-                                   ["a", "b"], None)
+    segs = segments_from_instances(measure(inst, 2), np.array([0.9, 0.8]), np.array([1, -1]), np.array([0.7, 0.0]),
+                                   ["a", "b"])
     assert [(s.id, s.area, s.bbox, s.class_id, s.class_name) for s in segs] == [
         (1, 18, (3, 2, 6, 3), 2, "b"), (2, 11, (0, 6, 21, 14), 0, "")]
     assert np.isnan(segs[0].centroid).all()
-    assert bboxes(inst, 3)[2].tolist() == [0, 0, 0, 0]
+    absent = measure(inst, 3)  # id 3 has no pixel
+    assert absent.boxes[2].tolist() == [0, 0, 0, 0] and absent.areas[2] == 0 and absent.valid_points[2] == 0
+    # windows given (a mask box per id) or found: the same measures
+    windowed = measure(inst, 2, np.array([[0, 0, 29, 19], [0, 6, 20, 19]]))
+    assert np.array_equal(windowed.boxes, measure(inst, 2).boxes) and np.array_equal(windowed.areas, [18, 11])
 
 
 # ------------------------------------------------------------------ device paths against the host paths
@@ -154,3 +158,97 @@ def test_device_paths_equal_the_host_paths_bit_for_bit(case):
     assert np.array_equal(cls_t, cls) and np.array_equal(share_t, share)
     if case == 0:
         assert len(order) == 6 and inst.max() == 6  # the hidden duplicate is dropped by both
+
+
+# ------------------------------------------------------------------ host paths against per-mask references
+def reference_instances(masks, areas):
+    """The original's painting, one boolean assignment per mask (largest first, ties in mask order),
+    then ids renumbered over the masks that stayed visible."""
+    order = sorted(range(len(masks)), key=lambda i: (-areas[i], i))
+    rank = np.zeros(masks.shape[1:], np.int64)
+    for pos, i in enumerate(order, start=1):
+        rank[masks[i]] = pos
+    shown = [p for p in range(1, len(masks) + 1) if (rank == p).any()]
+    inst = np.zeros(rank.shape, np.uint16)
+    for new, p in enumerate(shown, start=1):
+        inst[rank == p] = new
+    return inst, np.array([order[p - 1] for p in shown])
+
+
+def reference_vote(labels, masks, k):
+    out = []
+    for m in masks:  # np.unique over every pixel of the mask, hidden ones included
+        vals, cnt = np.unique(labels[m], return_counts=True)
+        cnt, vals = cnt[vals >= 0], vals[vals >= 0]
+        out.append(vals[np.argmax(cnt)] if len(vals) else -1)
+    return np.array(out)
+
+
+def host_cases():
+    """Hand-built overlaps with equal areas and a hidden duplicate; SAM-like masks on real frames with
+    more than 255 masks (16-bit paint positions) and more than 63 classes (16-bit vote keys)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_overhead import label_map, synthetic_masks
+    from scannet import load
+
+    hand, lab, k = device_cases()[0]
+    cases = [(hand, lab, k, None)]
+    for frame, m, classes, seed in (("1660", 100, 20, 4), ("5560", 300, 100, 5)):
+        rgb, d, kk = load(frame)
+        masks, _, _ = synthetic_masks(rgb, d, m, np.random.default_rng(seed))
+        cases.append((masks, label_map(rgb, classes), classes, (d, kk)))
+    return cases
+
+
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["hand_built", "scannet_100_masks_20_classes",
+                                                 "scannet_300_masks_100_classes"])
+def test_host_paths_equal_per_mask_references(case):
+    """Instance image, vote and segment measures from the box-windowed OpenCV passes equal the
+    per-mask boolean-selection versions exactly (centroids: to float64 summation order)."""
+    from sam_ovseg_ros import cloud, depth
+    from sam_ovseg_ros.cloud import Intrinsics
+
+    masks, labels, k, real = host_cases()[case]
+    areas, boxes = masks.sum((1, 2)), boxes_of(masks)
+    inst, order = masks_to_instances(masks, areas, boxes)
+    ref_inst, ref_order = reference_instances(masks, areas)
+    assert inst.dtype == np.uint16 and np.array_equal(inst, ref_inst) and np.array_equal(order, ref_order)
+    cls, share = fusion.vote(labels, masks, k, boxes, order)
+    assert np.array_equal(cls, reference_vote(labels, masks[order], k))
+    assert np.array_equal(cls, fusion.vote(labels, masks, k, None, order)[0])  # windows or whole image: same
+    counts = [(labels[masks[i]] == c).sum() / max(1, (labels[masks[i]] >= 0).sum()) for i, c in zip(order, cls)]
+    np.testing.assert_allclose(share, np.where(cls >= 0, counts, 0.0), rtol=1e-6)
+    n = len(order)
+    if real is None:
+        xyz, valid = None, None
+    else:
+        d, kk = real
+        dm = depth.to_metres(d, 0.001)
+        xyz = cloud.xyz_image(cloud.Backprojector(), dm, Intrinsics.from_k(kk, d.shape[1], d.shape[0]))
+        valid = d > 0
+    m = measure(inst, n, boxes[order], xyz)
+    assert np.array_equal(m.areas, measure(inst, n, None, xyz).areas)  # found windows: same
+    for j in range(n):
+        sel = inst == j + 1
+        ys, xs = np.nonzero(sel)
+        assert m.areas[j] == sel.sum()
+        assert m.boxes[j].tolist() == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        if valid is not None:
+            ok = sel & valid
+            assert m.valid_points[j] == ok.sum()
+            if ok.any():
+                mean = [xyz[..., c][ok].astype(np.float64).mean() for c in range(3)]
+                np.testing.assert_allclose(m.centroids[j], mean, rtol=0, atol=1e-9)
+            else:
+                assert np.isnan(m.centroids[j]).all()
+
+
+def test_vote_refuses_labels_outside_the_classes():
+    masks = np.ones((1, 2, 3), bool)
+    with pytest.raises(ValueError, match="outside -1..1"):
+        fusion.vote(np.array([[0, 1, 2], [0, 0, 0]]), masks, 2)
+    with pytest.raises(ValueError, match="classes"):
+        fusion.vote(np.zeros((2, 3), int), masks, 20000)

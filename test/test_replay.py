@@ -23,9 +23,10 @@ ENC = {"depth_colormap": "rgb8", "instances": "16UC1", "semantic": "16UC1", "ove
 
 
 def replay(bag, ns, remaps, record, expect, extra=()):
-    # --settle: these bags hold one camera_info, and the node takes camera_info best effort; a sample
-    # sent before the node's reader has matched the player's writer would be lost under load
-    cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--settle", "1.5",
+    # --settle: these bags hold one camera_info and one extrinsic, sent once; a sample sent before the
+    # node's reader has matched the player's writer is lost (once seen with 1.5 s at the end of a full
+    # run on two busy cores: the extrinsic missed, depth registered with identity)
+    cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--settle", "3",
            "--record", str(record), "--topics", *[f"/{ns}/sam_ovseg/{t}" for t in OUT],
            "--linger", "90", "--expect", str(expect), *extra]
     for a, b in remaps.items():
