@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU time of everything around the models, per 640x480 frame (ScanNet frames, medians).
 
-Stages: decode (sensor_msgs/Image -> numpy), depth render, instances, fusion (vote + semantic
+Stages: decode (sensor_msgs/Image -> numpy; compressed JPEG/PNG/compressedDepth timed apart), depth render, instances, fusion (vote + semantic
 image), segments, cloud (what machines consume), overlay and markers (what people look at), message
 build + publish (to a subscriber in another process), next to a bare rclpy publish of prebuilt
 messages of the same sizes to the same subscriber; and the bytes per frame of each cloud option.
@@ -307,6 +307,25 @@ def main() -> int:
         runs = [p.process(fr, cfg).timings["cloud"] for _ in range(9)][2:]  # results dropped as the node does
         options[label] = {"bytes": size, "cloud_ms": statistics.median(runs) * 1000}
 
+    # compressed inputs (transport: compressed): what decoding costs in place of the raw "decode" stage
+    from sam_ovseg_ros import compressed
+
+    codecs = {"jpeg colour (q 95)": lambda f: compressed.encode_color(f[1], "jpeg", 95),
+              "png colour": lambda f: compressed.encode_color(f[1], "png"),
+              "compressedDepth 16UC1 png": lambda f: compressed.encode_depth(f[2])}
+    decode_ms, sizes = {}, {}
+    for label, enc in codecs.items():
+        blobs = [enc(lf) for lf in load_frames()]
+        dec = compressed.decode_depth if "Depth" in label else compressed.decode_color
+        runs = []
+        for j in range(max(9, a.frames // 4)):
+            fmt, data = blobs[j % len(blobs)]
+            t0 = time.perf_counter()
+            dec(fmt, data, 1 << 24)
+            runs.append(time.perf_counter() - t0)
+        decode_ms[label] = statistics.median(runs[2:]) * 1000
+        sizes[label] = statistics.median(len(b[1]) for b in blobs)
+
     naive_ifs = statistics.median(naive_f) + statistics.median(naive_s)
     ours_ifs = statistics.median(ours_f) + statistics.median(ours_s)
     res = {
@@ -322,6 +341,7 @@ def main() -> int:
         "naive_segments_ms": statistics.median(naive_s) * 1000, "ours_segments_ms": statistics.median(ours_s) * 1000,
         "naive_cloud_ms": statistics.median(naive_c) * 1000, "ours_cloud_ms": statistics.median(ours_c) * 1000,
         "instances_fusion_segments_ratio": naive_ifs / ours_ifs, "cloud_options": options,
+        "compressed_decode_ms": decode_ms, "compressed_bytes": sizes,
     }
     res["cloud_ratio"] = res["naive_cloud_ms"] / res["ours_cloud_ms"]
     print(f"{res['machine']}; {n} frames of 640x480, {a.masks} masks each (medians, ms)")
@@ -336,6 +356,8 @@ def main() -> int:
     print(f"  instances+fusion+segments naive {1000 * naive_ifs:.1f} vs ours {1000 * ours_ifs:.1f} -> "
           f"{res['instances_fusion_segments_ratio']:.1f}x (target >= 20)")
     print(f"  cloud   naive {res['naive_cloud_ms']:.1f} vs ours {res['ours_cloud_ms']:.1f}  -> {res['cloud_ratio']:.0f}x")
+    for label, ms in decode_ms.items():
+        print(f"  decode {label:26s} {ms:6.2f} ms ({sizes[label] / 1e3:.0f} kB/frame)")
     for label, o in options.items():
         print(f"  cloud {label:22s} {o['bytes'] / 1e6:6.2f} MB/frame, built in {o['cloud_ms']:.2f} ms")
     a.json.parent.mkdir(parents=True, exist_ok=True)
