@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from .instances import lookup, windows
+
 
 def vote(labels, masks, num_classes: int, boxes: np.ndarray | None = None,
          index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +45,6 @@ def _counts_on_host(labels, masks: np.ndarray, num_classes: int, boxes: np.ndarr
     four column phases put neighbouring pixels of one label into different bins, summed afterwards.
     Pixels outside the mask all count in bin 0 (unlabelled), dropped.
     """
-    from .instances import windows
-
     k1 = num_classes + 1  # column 0: unlabelled (-1) and pixels outside the mask
     bins = k1 * PHASES
     if bins > 65536:
@@ -93,9 +93,9 @@ def vote_vocabulary(labels: np.ndarray, masks: np.ndarray, num_labels: int, num_
 def semantic_image(instances: np.ndarray, classes: np.ndarray, uncovered: np.ndarray | None = None) -> np.ndarray:
     """(H, W) uint16: class + 1 of each pixel's instance; pixels of no instance take ``uncovered``
     (labels, -1 = none) + 1 when given (``keep_ovseg``), else 0."""
-    lut = np.zeros(65536, np.uint16)  # OpenCV's 16-bit table: one gather pass, 3x np.take
+    lut = np.zeros(65536, np.uint16)
     lut[1:len(classes) + 1] = np.asarray(classes, dtype=np.int64) + 1  # -1 -> 0
-    sem = cv2.LUT(np.ascontiguousarray(instances, np.uint16), lut)
+    sem = lookup(np.ascontiguousarray(instances, np.uint16), lut)
     if uncovered is not None:
         free = instances == 0
         sem[free] = (uncovered[free] + 1).astype(np.uint16)

@@ -25,6 +25,25 @@ def windows(boxes: np.ndarray | None, index) -> list[tuple[slice, slice]]:
     return [(slice(y0, y1 + 1), slice(x0, x1 + 1)) for x0, y0, x1, y1 in np.asarray(boxes)[index].tolist()]
 
 
+def _opencv_takes_16bit_tables() -> bool:
+    try:
+        cv2.LUT(np.zeros((1, 2), np.uint16), np.zeros(65536, np.uint16))
+        return True
+    except cv2.error:  # OpenCV 4 (e.g. a distribution's python3-opencv): 8-bit images only
+        return False
+
+
+LUT16 = _opencv_takes_16bit_tables()
+
+
+def lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[ids]`` for a uint8 image with a 256-entry table or a uint16 image with a 65536-entry
+    one: OpenCV's LUT (one pass, ~3x np.take) where it takes 16-bit images (OpenCV 5), else np.take."""
+    if ids.dtype == np.uint8 or LUT16:
+        return cv2.LUT(ids, table)
+    return np.take(table, ids)
+
+
 def masks_to_instances(masks, areas: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) uint16 instance image (host) and, per id 1..N, the index of its mask in ``masks``.
 
@@ -45,7 +64,7 @@ def masks_to_instances(masks, areas: np.ndarray, boxes: np.ndarray | None = None
         rank, visible = _instances_on_host(masks, order, boxes)
     remap = np.zeros(65536 if rank.dtype == np.uint16 else 256, np.uint16)  # rank -> id; cv2.LUT's table sizes
     remap[1:m + 1][visible] = np.arange(1, int(visible.sum()) + 1, dtype=np.uint16)
-    return cv2.LUT(rank, remap), order[visible]
+    return lookup(rank, remap), order[visible]
 
 
 def _instances_on_host(masks: np.ndarray, order: np.ndarray, boxes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

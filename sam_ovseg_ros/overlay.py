@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from .frame import Segment
+from .instances import lookup
 
 ALPHA = 0.5
 
@@ -137,9 +138,9 @@ def draw(color: np.ndarray, instances: np.ndarray, segments: list[Segment]) -> n
     Whole-image steps are one gather of a per-id packed colour, one OpenCV blend and two OpenCV masked
     copies (numpy's masked assignment is an order of magnitude slower on 3-channel images)."""
     color = np.ascontiguousarray(color)
-    lut = np.zeros(65536, np.uint32)  # OpenCV's 16-bit table size
+    lut = np.zeros(65536, np.uint32)
     lut[1:len(segments) + 1] = _PACKED[[(s.key - 1) % 255 + 1 for s in segments]]  # colours follow tracks
-    words = cv2.LUT(np.ascontiguousarray(instances, np.uint16), lut.view(np.int32))  # 32-bit words, 3x np.take
+    words = lookup(np.ascontiguousarray(instances, np.uint16), lut.view(np.int32))  # OpenCV has no uint32
     tint = cv2.cvtColor(words.view(np.uint8).reshape(*instances.shape, 4), cv2.COLOR_RGBA2RGB)
     blended = cv2.addWeighted(color, 1.0 - ALPHA, tint, ALPHA, 0.0)
     out = color.copy()

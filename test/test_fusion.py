@@ -252,3 +252,21 @@ def test_vote_refuses_labels_outside_the_classes():
         fusion.vote(np.array([[0, 1, 2], [0, 0, 0]]), masks, 2)
     with pytest.raises(ValueError, match="classes"):
         fusion.vote(np.zeros((2, 3), int), masks, 20000)
+
+
+def test_table_lookup_without_opencv_16bit_tables(monkeypatch):
+    """OpenCV 4 (a distribution's python3-opencv) looks up 8-bit images only: the 16-bit tables of the
+    instance ids, the semantic image and the overlay fall back to np.take with the same result."""
+    from sam_ovseg_ros import instances as inst_mod
+
+    rng = np.random.default_rng(7)
+    ids = rng.integers(0, 300, (48, 64)).astype(np.uint16)
+    table = rng.integers(0, 65535, 65536).astype(np.uint16)
+    fast = inst_mod.lookup(ids, table)
+    monkeypatch.setattr(inst_mod, "LUT16", False)
+    assert np.array_equal(inst_mod.lookup(ids, table), fast) and np.array_equal(fast, table[ids])
+    masks = rng.random((300, 48, 64)) < 0.05  # more than 255 masks: a 16-bit paint
+    inst, order = masks_to_instances(masks, masks.sum((1, 2)))
+    assert np.array_equal(inst, reference_instances(masks, masks.sum((1, 2)))[0])
+    assert np.array_equal(fusion.semantic_image(inst, np.arange(len(order)) % 5 - 1),
+                          np.where(inst > 0, (inst.astype(np.int64) - 1) % 5, 0))
