@@ -7,11 +7,10 @@ or OVSeg's extra "others" name). The semantic image uses class + 1, and 0 for un
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from .instances import lookup, windows
+from .instances import histogram, lookup, windows
 
 
 def vote(labels, masks, num_classes: int, boxes: np.ndarray | None = None,
@@ -57,12 +56,12 @@ def _counts_on_host(labels, masks: np.ndarray, num_classes: int, boxes: np.ndarr
     keyed = (labels + 1).astype(dtype) + phase[None, :]  # (label + 1) + k1 x phase, once per frame
     ones = masks.view(np.uint8)
     buf = np.empty(keyed.size, dtype)
-    counts = np.empty((len(index), bins), np.float32)  # OpenCV counts in float32: exact below 2^24 px
+    counts = np.empty((len(index), bins), np.float32)
     for row, (j, (ys, xs)) in enumerate(zip(index, windows(boxes, index))):
         crop = keyed[ys, xs]
         key = buf[: crop.size].reshape(crop.shape)
         np.multiply(crop, ones[j, ys, xs], out=key)  # outside the mask: 0, the unlabelled bin of phase 0
-        counts[row] = cv2.calcHist([key], [0], None, [bins], [0, bins]).ravel()
+        counts[row] = histogram(key, bins)
     return counts.astype(np.int64).reshape(len(index), PHASES, k1).sum(1)[:, 1:]
 
 
