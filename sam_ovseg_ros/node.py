@@ -108,10 +108,14 @@ class SamOvsegNode(Node):
                               (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._qos_mismatch(name))
             self.create_subscription(typ, name, cb, info_qos if typ is CameraInfo else qos_in, event_callbacks=events)
+            quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
             if typ is CameraInfo and cfg.qos.reliability == "reliable":
                 # best_effort cameras get no reliable reader: their publishers would warn of it
-                quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
                 self.create_subscription(typ, name, cb, info_qos_reliable, event_callbacks=quiet)
+            if typ is Transform:
+                # the extrinsic is sent once: from a latched (transient-local) publisher this reader gets
+                # it whenever it matches, even long after it was sent (the volatile one only if matched)
+                self.create_subscription(typ, name, cb, latched, event_callbacks=quiet)
         self._last_pairs, self._last_arrived = 0, (0, 0)
 
         self.pub_depth = self.create_publisher(Image, "~/depth_colormap", qos_out)

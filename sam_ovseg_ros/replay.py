@@ -70,6 +70,15 @@ def _qos(reliable=True, transient=False, depth=10):
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE)
 
 
+def latched(conn) -> bool:
+    """Whether to publish a bag topic transient-local, so that a reader matching after the send still
+    gets it: /tf_static, a topic the bag records as latched (ROS 1 header, rosbag2 offered QoS), and a
+    topic with a single message (a recording's calibration or extrinsic, sent once)."""
+    if conn.topic in LATCHED_BY_DEFAULT or conn.msgcount == 1 or getattr(conn.ext, "latching", None):
+        return True
+    return any(q.durability.name == "TRANSIENT_LOCAL" for q in getattr(conn.ext, "offered_qos_profiles", None) or ())
+
+
 def load_overrides(path: Path | None) -> dict:
     if path is None:
         return {}
@@ -105,7 +114,7 @@ class Player:
                 log(f"skipping {c.topic}: message type {c.msgtype} is not installed")
                 continue
             out = args.remaps.get(c.topic, c.topic)
-            qos = overrides.get(out) or overrides.get(c.topic) or _qos(transient=c.topic in LATCHED_BY_DEFAULT)
+            qos = overrides.get(out) or overrides.get(c.topic) or _qos(transient=latched(c))
             if out not in self.pubs:
                 try:
                     self.pubs[out] = (self.node.create_publisher(cls, out, qos), cls)

@@ -7,13 +7,18 @@ registers depth to color, and the recorded cloud must equal that registration ex
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy
+from geometry_msgs.msg import Transform
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
+from sensor_msgs.msg import CameraInfo
 
-from rosharness import NodeProcess
+from rosharness import Harness, NodeProcess, info_msg
 from sam_ovseg_ros import bagio, depth, registration, samplebag, topics
 from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
 
@@ -23,9 +28,10 @@ ENC = {"depth_colormap": "rgb8", "instances": "16UC1", "semantic": "16UC1", "ove
 
 
 def replay(bag, ns, remaps, record, expect, extra=()):
-    # --settle: these bags hold one camera_info and one extrinsic, sent once; a sample sent before the
-    # node's reader has matched the player's writer is lost (once seen with 1.5 s at the end of a full
-    # run on two busy cores: the extrinsic missed, depth registered with identity)
+    # --settle: these bags hold one camera_info and one extrinsic, sent once. The player latches them and
+    # the node reads the extrinsic transient-local too, but camera_info volatile only: a sample sent
+    # before the node's reader has matched the player's writer is lost for that reader (once seen
+    # with 1.5 s at the end of a full run on two busy cores, for the extrinsic before it was latched)
     cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--settle", "3",
            "--record", str(record), "--topics", *[f"/{ns}/sam_ovseg/{t}" for t in OUT],
            "--linger", "90", "--expect", str(expect), *extra]
@@ -143,3 +149,60 @@ def test_d435_recording_is_registered_and_processed(rclpy_context, data, tmp_pat
     rgb = np.frombuffer(color.data.tobytes(), np.uint8).reshape(480, 640, 3)
     bits = pts["rgb"].view(np.uint32)
     assert np.array_equal(np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8), rgb)
+
+
+def test_extrinsic_sent_before_the_node_started_is_used(rclpy_context, data, tmp_path):
+    """A latched depth->color extrinsic published once, before the node exists, still registers depth:
+    the node also reads that topic transient-local (a volatile reader only gets samples sent after it
+    matched). The replay tool publishes single-message bag topics latched for the same reason."""
+    color, dmsg, cinfo, dinfo, tf = d435_data(data)
+    ns = "t_latched_extrinsic"
+    sender = rclpy.create_node("extrinsic_sender")
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = sender.create_publisher(Transform, f"/{ns}/{topics.DEPTH_TO_COLOR}", latched)
+    msg = Transform()
+    for part in ("translation", "rotation"):
+        for axis in "xyzw" if part == "rotation" else "xyz":
+            setattr(getattr(msg, part), axis, float(getattr(getattr(tf, part), axis)))
+    pub.publish(msg)
+    node = NodeProcess(ns, {"weights_dir": str(tmp_path / "w")}, log_dir=tmp_path)
+    harness = Harness(ns)
+    try:
+        dinfo_pub = harness.node.create_publisher(CameraInfo, f"/{ns}/{topics.DEPTH_INFO}", 10)
+        harness.wait_connected(timeout=120)
+        end = time.monotonic() + 30
+        while dinfo_pub.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        rgb = np.frombuffer(color.data.tobytes(), np.uint8).reshape(480, 640, 3)
+        d = np.frombuffer(dmsg.data.tobytes(), np.uint16).reshape(480, 640)
+        stamp_ns = 1_800_000_000_000_000_000
+        for _ in range(2):  # as Harness.publish sends the colour info
+            dinfo_pub.publish(info_msg(np.asarray(dinfo.k), 640, 480, stamp_ns))
+        harness.publish(rgb, d, np.asarray(cinfo.k), stamp_ns)
+        pts = cloud_points(harness.wait_stamp(stamp_ns, names=["points"], timeout=90)["points"])
+    finally:
+        harness.close()
+        sender.destroy_node()
+        assert node.stop() == 0, node.log()[-2000:]
+    assert "identity extrinsic" not in node.log()
+    rot = registration.quat_to_matrix(tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w)
+    t = np.array([tf.translation.x, tf.translation.y, tf.translation.z])
+    expected = registration.register(depth.to_metres(d, 0.001), Intrinsics.from_k(dinfo.k, 640, 480),
+                                     Intrinsics.from_k(cinfo.k, 640, 480), rot, t)
+    assert not np.allclose(rot, np.eye(3)) or np.abs(t).max() > 0.01  # the recording's extrinsic is not identity
+    assert np.array_equal(pts["z"], expected, equal_nan=True)
+
+
+def cloud_points(msg):
+    return np.frombuffer(msg.data.tobytes(), POINT_DTYPE).reshape(msg.height, msg.width)
+
+
+def test_replay_latches_what_a_bag_sends_once(data):
+    """The extrinsic and camera_infos of the D435 recording (one message each) are published latched,
+    the depth stream (two frames) and its metadata are not."""
+    from sam_ovseg_ros.replay import latched
+
+    with AnyReader([data / "d435" / "single_depth_color_640x480.bag"]) as r:
+        got = {c.topic.removeprefix("/device_0/"): latched(c) for c in r.connections}
+    assert got["sensor_1/Color_0/tf/0"] and got["sensor_0/Depth_0/info/camera_info"]
+    assert not got["sensor_0/Depth_0/image/data"] and not got["sensor_0/Depth_0/image/metadata"]
