@@ -37,6 +37,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", "97")
 
 from sam_ovseg_ros import cloud, depth, fusion, image_codec, instances, overlay  # noqa: E402
 from sam_ovseg_ros.cloud import Intrinsics  # noqa: E402
+from sam_ovseg_ros.pipeline import Scratch  # noqa: E402
 from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
 
 
@@ -178,6 +179,7 @@ def main() -> int:
         time.sleep(0.05)
 
     bp = cloud.Backprojector()
+    scratch = Scratch()  # as the pipeline: reused memory for the per-frame xyz image
     pool = messages.MessagePool()  # as the node's publisher thread: segments and markers refilled
     names = ["wall%d" % i for i in range(20)]
     times: dict[str, list[float]] = {}
@@ -202,7 +204,7 @@ def main() -> int:
         cls, share = timed("fusion", lambda: fusion.vote(labels, masks, 20, boxes, order))
         sem = timed("fusion", lambda: fusion.semantic_image(inst, cls))
         segs = timed("segments", lambda: instances.segments_from_instances(
-            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k)),
+            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k, scratch)),
             np.ones(len(order), np.float32), cls, share, names))
         pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst, messages.message_array))
         ov = timed("overlay", lambda: overlay.draw(rgb, inst, segs))
@@ -275,7 +277,7 @@ def main() -> int:
         naive_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         segs = instances.segments_from_instances(
-            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k)),
+            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k, scratch)),
             np.ones(len(order), np.float32), cls, share, names)
         ours_s.append(time.perf_counter() - t0)
         assert [(s_.area, s_.bbox[0], s_.bbox[1]) for s_ in segs] == [r[:3] for r in naive]  # same answer
@@ -302,7 +304,7 @@ def main() -> int:
                             ("cloud.decimation 4", True, 4), ("cloud.organized false", False, 1)):
         cfg = NodeConfig()
         cfg.cloud.organized, cfg.cloud.decimation = org, dec
-        p = Pipeline()
+        p = Pipeline(alloc=messages.message_array)  # as the node: memory its message owns
         size = int(p.process(fr, cfg).points.nbytes)
         runs = [p.process(fr, cfg).timings["cloud"] for _ in range(9)][2:]  # results dropped as the node does
         options[label] = {"bytes": size, "cloud_ms": statistics.median(runs) * 1000}

@@ -99,19 +99,26 @@ def build_points(bp: Backprojector, depth_m: np.ndarray, rgb: np.ndarray, k: Int
     return pts
 
 
-def dense_points(pts: np.ndarray) -> np.ndarray:
-    """Only the points with valid depth, as one row (``cloud.organized: false``); selected as opaque
-    24-byte records, 8x faster than selecting the structured records field by field."""
+def dense_points(pts: np.ndarray, alloc=np.empty) -> np.ndarray:
+    """Only the points with valid depth, as one row (``cloud.organized: false``), in memory from
+    ``alloc``; selected as opaque 24-byte records, 8x faster than selecting field by field."""
     flat = np.ascontiguousarray(pts).reshape(-1)
     keep = np.isfinite(flat["z"])
-    return flat.view(f"V{pts.dtype.itemsize}")[keep].view(pts.dtype).reshape(1, -1)
+    out = alloc((1, int(np.count_nonzero(keep))), pts.dtype)
+    record = f"V{pts.dtype.itemsize}"
+    np.compress(keep, flat.view(record), out=out.reshape(-1).view(record))
+    return out
 
 
-def xyz_image(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics) -> np.ndarray:
+def xyz_image(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, alloc=np.empty) -> np.ndarray:
     """(H, W, 3) float32 x, y, z per pixel, the same float32 products as the cloud (NaN: invalid);
     what ``instances.measure`` averages for the segments' centroids without building the cloud."""
     rx, ry = bp.rays(k)
-    return cv2.merge([depth_m * rx, depth_m * ry, depth_m])
+    out = alloc(depth_m.shape + (3,), np.float32)
+    got = cv2.merge([depth_m * rx, depth_m * ry, depth_m], dst=out)
+    if got.ctypes.data != out.ctypes.data:  # as in build_points
+        out[...] = got
+    return out
 
 
 _PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<u2": "ushort", "<u4": "uint"}

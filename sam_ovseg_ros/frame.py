@@ -63,3 +63,4 @@ class FrameResult:
     segments: list[Segment]
     class_names: list[str]
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    points_dense: bool = False  # points holds valid points only (cloud.organized: false)

@@ -69,11 +69,12 @@ def point_fields(dtype: np.dtype = POINT_DTYPE) -> list[PointField]:
                        count=1) for name in dtype.names]
 
 
-def point_cloud(points: np.ndarray, header: Header) -> PointCloud2:
-    """(H, W) or (1, N) POINT_DTYPE array -> PointCloud2 (organized when H > 1)."""
+def point_cloud(points: np.ndarray, header: Header, dense: bool = False) -> PointCloud2:
+    """(H, W) or (1, N) POINT_DTYPE array -> PointCloud2 (organized when H > 1); ``dense``: the caller
+    knows every point is valid (is_dense)."""
     h, w = points.shape
     msg = PointCloud2(header=header, height=h, width=w, fields=point_fields(points.dtype), is_bigendian=False,
-                      point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * w, is_dense=False, **_KEEP)
+                      point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * w, is_dense=dense, **_KEEP)
     msg.data = buffer(points)
     return msg
 
@@ -166,9 +167,7 @@ def map_points(snap, header: Header) -> PointCloud2:
         pts[a][0] = snap.xyz[:, i]
     pts["rgb"][0] = snap.rgb.view(np.float32)
     pts["label"][0], pts["object"][0] = snap.label, snap.object
-    msg = point_cloud(pts, header)
-    msg.is_dense = True
-    return msg
+    return point_cloud(pts, header, dense=True)
 
 
 def map_objects(snap, header: Header):

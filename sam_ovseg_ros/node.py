@@ -503,7 +503,7 @@ class SamOvsegNode(Node):
         if r.overlay is not None:
             self.pub_overlay.publish(messages.image(r.overlay, "rgb8", header))
         if r.points is not None:
-            self.pub_points.publish(messages.point_cloud(r.points, header))
+            self.pub_points.publish(messages.point_cloud(r.points, header, r.points_dense))
         self.pub_segments.publish(self._pool.segment_array(r.segments, header))
         if self.pub_markers.get_subscription_count():  # built only when someone looks, like the overlay
             self.pub_markers.publish(self._pool.markers(r.segments, header, cfg.markers.lifetime,

@@ -31,6 +31,22 @@ class StageTimer:
             self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
 
 
+class Scratch:
+    """``alloc`` for intermediate arrays: one reused buffer per (shape, dtype), so a large array built
+    every frame touches no fresh pages (a first touch costs a page fault per 4 KB)."""
+
+    def __init__(self) -> None:
+        self._bufs: dict = {}
+
+    def __call__(self, shape: tuple, dtype) -> np.ndarray:
+        key = (tuple(shape), np.dtype(dtype))
+        if key not in self._bufs:
+            if len(self._bufs) >= 8:  # a new camera size (or decimation): start over
+                self._bufs.clear()
+            self._bufs[key] = np.empty(shape, dtype)
+        return self._bufs[key]
+
+
 @dataclass(frozen=True)
 class Outputs:
     """Which costly outputs to build (the node asks its publishers whether anyone subscribes)."""
@@ -48,6 +64,7 @@ class Pipeline:
         self.alloc = alloc  # (shape, dtype) -> array for the cloud (the node's: memory a message owns as is)
         self._bp = cloud.Backprojector()
         self._bp_decimated = cloud.Backprojector()  # its own ray cache: the full-size one serves centroids
+        self._scratch = Scratch()
 
     def check(self, frame: Frame, cfg: NodeConfig) -> None:
         """Raise InputError for a frame no stage can use."""
@@ -119,7 +136,7 @@ class Pipeline:
                 semantic = fusion.semantic_image(instances, classes, uncovered)
 
         with timer("segments"):
-            xyz = cloud.xyz_image(self._bp, depth_m, frame.k) if len(scores) else None
+            xyz = cloud.xyz_image(self._bp, depth_m, frame.k, self._scratch) if len(scores) else None
             measures = measure(instances, len(scores), windows, xyz)
             segments = segments_from_instances(measures, scores, classes, class_scores, class_names)
         if self.mapper is not None:
@@ -131,24 +148,26 @@ class Pipeline:
         points = overlay = None
         if cfg.cloud.enabled and want.points:
             with timer("cloud"):
+                # a dense cloud selects from an organized one built in reused memory, into memory from alloc
+                alloc = self.alloc if cfg.cloud.organized else self._scratch
                 n = cfg.cloud.decimation
                 if n > 1:  # rows and columns 0, n, 2n...: a pinhole camera with fx/n, cx/n of the same rays
                     k = frame.k
                     kd = Intrinsics(k.fx / n, k.fy / n, k.cx / n, k.cy / n, -(-k.width // n), -(-k.height // n))
                     points = cloud.build_points(self._bp_decimated, depth_m[::n, ::n], frame.color[::n, ::n], kd,
-                                                semantic[::n, ::n], instances[::n, ::n], self.alloc)
+                                                semantic[::n, ::n], instances[::n, ::n], alloc)
                 else:
-                    points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances,
-                                                self.alloc)
+                    points = cloud.build_points(self._bp, depth_m, frame.color, frame.k, semantic, instances, alloc)
                 if not cfg.cloud.organized:
-                    points = cloud.dense_points(points)
+                    points = cloud.dense_points(points, self.alloc)
         if want.overlay:
             with timer("overlay"):
                 overlay = overlay_mod.draw(frame.color, instances, segments)
         if cfg.debug.delay_s > 0:
             with timer("debug_delay"):
                 time.sleep(cfg.debug.delay_s)
-        return FrameResult(colormap, instances, semantic, overlay, points, segments, class_names, timer.times)
+        return FrameResult(colormap, instances, semantic, overlay, points, segments, class_names, timer.times,
+                           points_dense=points is not None and not cfg.cloud.organized)
 
 
 __all__ = ["Outputs", "Pipeline", "StageTimer", "Segment"]

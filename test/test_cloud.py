@@ -42,11 +42,31 @@ def test_rgb_packing_is_0x00rrggbb():
 
 
 def test_dense_keeps_only_valid_points_in_order():
+    """cloud.organized: false -- the valid points in image order, in memory a message owns as it is, and
+    flagged is_dense; the pipeline builds the organized cloud it selects from in reused memory."""
+    from std_msgs.msg import Header
+
+    from sam_ovseg_ros import messages
+    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.pipeline import Pipeline
+
     rgb, d, k = load("2760")
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
-    dense = cloud.dense_points(pts)
-    assert dense.shape == (1, int((d > 0).sum()))
+    dense = cloud.dense_points(pts, messages.message_array)
+    assert dense.shape == (1, int((d > 0).sum())) and 0 < dense.shape[1] < d.size
     assert np.array_equal(dense[0], pts[d > 0])
+    msg = messages.point_cloud(dense, Header(frame_id="cam"), dense=True)
+    assert (msg.height, msg.width, msg.is_dense) == (1, dense.shape[1], True)
+    assert messages.buffer(dense) is msg.data  # no copy on the way into the message
+    cfg = NodeConfig()
+    cfg.cloud.organized = False
+    pipe = Pipeline(alloc=messages.message_array)
+    frame = Frame(rgb, d, Intrinsics.from_k(k, 640, 480))
+    first, second = pipe.process(frame, cfg), pipe.process(frame, cfg)
+    assert first.points_dense and first.points.tobytes() == dense.tobytes()
+    assert second.points.tobytes() == dense.tobytes() and not np.shares_memory(first.points, second.points)
+    assert not Pipeline().process(frame, NodeConfig()).points_dense
 
 
 def test_centroids_are_means_of_valid_points():

@@ -23,7 +23,8 @@ def rig(rclpy_context, tmp_path_factory):
 
 
 # the run-time parameters tests change, at their start-up values: every test leaves the node as it found it
-DEFAULTS = {"classes": DEFAULT_CLASSES, "vocabulary_file": "", "sam.input": "depth", "fusion.mode": "vote"}
+DEFAULTS = {"classes": DEFAULT_CLASSES, "vocabulary_file": "", "sam.input": "depth", "fusion.mode": "vote",
+            "cloud.organized": True}
 
 
 @pytest.fixture(autouse=True)
@@ -149,3 +150,21 @@ def test_classes_show_the_vocabulary_file_in_use(rig):
     rgb, d, k = load("2760")
     out = frame_outputs(h, rgb, d, k, 9_000_000_000)
     check_frame(out, rgb, d, k, 9_000_000_000, ade)
+
+
+def test_dense_cloud_is_the_valid_points_of_the_organized_one(rig):
+    """cloud.organized: false at run time -- one row of exactly the organized cloud's valid points, in
+    image order and byte for byte, flagged is_dense; the other outputs do not change."""
+    node, h = rig
+    rgb, d, k = load("5560")
+    organized = frame_outputs(h, rgb, d, k, 10_000_000_000)
+    assert all(r.successful for r in set_params(h, {"cloud.organized": False}))
+    dense = frame_outputs(h, rgb, d, k, 11_000_000_000)
+    pc = dense["points"]
+    full = cloud_array(organized["points"])
+    valid = d > 0
+    assert (pc.height, pc.width, pc.is_dense, pc.row_step) == (1, int(valid.sum()), True, 24 * int(valid.sum()))
+    assert organized["points"].is_dense is False
+    assert bytes(pc.data) == full[valid].tobytes()
+    for name in ("instances", "semantic", "depth_colormap"):
+        assert np.array_equal(img(dense[name]), img(organized[name])), name
