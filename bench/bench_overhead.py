@@ -367,7 +367,11 @@ def main() -> int:
     node.destroy_node()
     rclpy.try_shutdown()
     sink.terminate()
-    sink.wait(timeout=10)
+    try:
+        sink.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # an rclpy process may hang at exit after its shutdown
+        sink.kill()
+        sink.wait()
     return 0
 
 
