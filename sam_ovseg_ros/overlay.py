@@ -50,14 +50,17 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def component_maxima(values: np.ndarray, comps: np.ndarray, ncomp: int) -> np.ndarray:
-    """Maximum of ``values`` over each component 1..ncomp (each non-empty) of a flat label array.
+def component_maxima(values: np.ndarray, comps: np.ndarray, ncomp: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """Maximum of ``values`` over each component 1..ncomp (each non-empty) of a flat label array;
+    ``counts``: pixels per label 0..ncomp when known.
 
     Pixels grouped by a stable sort, which numpy does as a radix sort for 16-bit keys (8x
     ``ndimage.maximum``'s comparison sort here), then one ``maximum.reduceat``."""
     key = comps.astype(np.uint16) if ncomp < 65536 else comps
     grouped = values[np.argsort(key, kind="stable")]
-    starts = np.cumsum(np.bincount(comps, minlength=ncomp + 1))[:-1]  # component c starts after 0..c-1
+    if counts is None:
+        counts = np.bincount(comps, minlength=ncomp + 1)
+    starts = np.cumsum(counts)[:-1]  # component c starts after 0..c-1
     return np.maximum.reduceat(grouped, starts)
 
 
@@ -75,22 +78,25 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4, boxes: np.ndarr
         return out
     off = step // 2
     small = instances[off::step, off::step]
-    inner = (small > 0) & ~boundaries(small)
-    comps, ncomp = ndimage.label(inner)  # 4-connected: boundary pixels separate different ids
+    inner = ((small > 0) & ~boundaries(small)).view(np.uint8)
+    # 4-connected (boundary pixels separate different ids); OpenCV's 4-way labelling numbers components
+    # in raster order like ndimage.label (tested equal), 4x faster, with the sizes
+    ncomp, comps, stats, _ = cv2.connectedComponentsWithStats(inner, connectivity=4, ltype=cv2.CV_32S)
+    ncomp -= 1
     if ncomp:
         flat = comps.ravel()
         comp_ids = np.zeros(ncomp + 1, np.int64)
         comp_ids[flat] = small.ravel()  # every pixel of a component carries its id
         comp_ids = comp_ids[1:]
-        sizes = np.bincount(flat, minlength=ncomp + 1)[1:]
+        sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
         order = np.lexsort((sizes, comp_ids))  # by id, then size ascending: the last per id is the largest
         last = np.ones(ncomp, bool)
         last[:-1] = comp_ids[order][:-1] != comp_ids[order][1:]
         best = order[last]
-        dist = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, 3).ravel()
+        dist = cv2.distanceTransform(inner, cv2.DIST_L2, 3).ravel()
         # the deepest pixel of each component (the first in raster order on ties), without sorting pixels
         peak = np.zeros(ncomp + 1, np.float32)
-        peak[1:] = component_maxima(dist, flat, ncomp)
+        peak[1:] = component_maxima(dist, flat, ncomp, np.concatenate([[flat.size - sizes.sum()], sizes]))
         at_peak = np.flatnonzero((dist == peak[flat]) & (flat > 0))
         _, first = np.unique(flat[at_peak], return_index=True)  # components 1..ncomp in order
         y, x = np.divmod(at_peak[first][best], small.shape[1])
