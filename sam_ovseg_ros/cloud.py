@@ -89,14 +89,20 @@ def build_points(bp: Backprojector, depth_m: np.ndarray, rgb: np.ndarray, k: Int
         ids = np.zeros((h, w), np.uint32) if ids is None else np.ascontiguousarray(ids, np.uint32)
         return ids.view(np.float32)
 
-    fields = pts.view(np.float32).reshape(h, w, 6)
     # OpenCV interleaves the six planes into the records in one pass (numpy's strided field
-    # writes take 2x as long); it writes into ``fields`` since size and type match
-    out = cv2.merge([depth_m * rx, depth_m * ry, depth_m, pack_rgb(rgb), as_field(label), as_field(instance)],
-                    dst=fields)
-    if out.ctypes.data != fields.ctypes.data:  # never seen; would leave the records unwritten
-        fields[...] = out
+    # writes take 2x as long)
+    _merge_into([depth_m * rx, depth_m * ry, depth_m, pack_rgb(rgb), as_field(label), as_field(instance)],
+                pts.view(np.float32).reshape(h, w, 6))
     return pts
+
+
+def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """cv2.merge of float32 planes into ``out`` (H, W, len(planes)): OpenCV writes there since size and type
+    match; were it ever to allocate instead, the result is copied so ``out`` is never left unwritten."""
+    got = cv2.merge(planes, dst=out)
+    if got.ctypes.data != out.ctypes.data:
+        out[...] = got
+    return out
 
 
 def dense_points(pts: np.ndarray, alloc=np.empty) -> np.ndarray:
@@ -114,11 +120,7 @@ def xyz_image(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, alloc=np.em
     """(H, W, 3) float32 x, y, z per pixel, the same float32 products as the cloud (NaN: invalid);
     what ``instances.measure`` averages for the segments' centroids without building the cloud."""
     rx, ry = bp.rays(k)
-    out = alloc(depth_m.shape + (3,), np.float32)
-    got = cv2.merge([depth_m * rx, depth_m * ry, depth_m], dst=out)
-    if got.ctypes.data != out.ctypes.data:  # as in build_points
-        out[...] = got
-    return out
+    return _merge_into([depth_m * rx, depth_m * ry, depth_m], alloc(depth_m.shape + (3,), np.float32))
 
 
 _PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<u2": "ushort", "<u4": "uint"}

@@ -88,7 +88,8 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4, boxes: np.ndarr
         comp_ids = np.zeros(ncomp + 1, np.int64)
         comp_ids[flat] = small.ravel()  # every pixel of a component carries its id
         comp_ids = comp_ids[1:]
-        sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+        counts = stats[:, cv2.CC_STAT_AREA].astype(np.int64)  # row 0: the background's pixels
+        sizes = counts[1:]
         order = np.lexsort((sizes, comp_ids))  # by id, then size ascending: the last per id is the largest
         last = np.ones(ncomp, bool)
         last[:-1] = comp_ids[order][:-1] != comp_ids[order][1:]
@@ -96,7 +97,7 @@ def caption_points(instances: np.ndarray, n: int, step: int = 4, boxes: np.ndarr
         dist = cv2.distanceTransform(inner, cv2.DIST_L2, 3).ravel()
         # the deepest pixel of each component (the first in raster order on ties), without sorting pixels
         peak = np.zeros(ncomp + 1, np.float32)
-        peak[1:] = component_maxima(dist, flat, ncomp, np.concatenate([[flat.size - sizes.sum()], sizes]))
+        peak[1:] = component_maxima(dist, flat, ncomp, counts)
         at_peak = np.flatnonzero((dist == peak[flat]) & (flat > 0))
         _, first = np.unique(flat[at_peak], return_index=True)  # components 1..ncomp in order
         y, x = np.divmod(at_peak[first][best], small.shape[1])

@@ -18,9 +18,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import CameraInfo
 
-from rosharness import Harness, NodeProcess, info_msg
+from rosharness import Harness, NodeProcess, cloud_array, info_msg
 from sam_ovseg_ros import bagio, depth, registration, samplebag, topics
-from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
+from sam_ovseg_ros.cloud import Intrinsics
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = topics.OUTPUTS
@@ -143,7 +143,7 @@ def test_d435_recording_is_registered_and_processed(rclpy_context, data, tmp_pat
     t = np.array([tf.translation.x, tf.translation.y, tf.translation.z])
     expected = registration.register(depth.to_metres(d, 0.001), Intrinsics.from_k(dinfo.k, 640, 480),
                                      Intrinsics.from_k(cinfo.k, 640, 480), rot, t)
-    pts = np.frombuffer(got["points"][0].data.tobytes(), POINT_DTYPE).reshape(480, 640)
+    pts = cloud_array(got["points"][0])
     assert np.array_equal(pts["z"], expected, equal_nan=True)
     assert 0.85 < np.isfinite(expected).mean() < 1.0
     rgb = np.frombuffer(color.data.tobytes(), np.uint8).reshape(480, 640, 3)
@@ -179,7 +179,7 @@ def test_extrinsic_sent_before_the_node_started_is_used(rclpy_context, data, tmp
         for _ in range(2):  # as Harness.publish sends the colour info
             dinfo_pub.publish(info_msg(np.asarray(dinfo.k), 640, 480, stamp_ns))
         harness.publish(rgb, d, np.asarray(cinfo.k), stamp_ns)
-        pts = cloud_points(harness.wait_stamp(stamp_ns, names=["points"], timeout=90)["points"])
+        pts = cloud_array(harness.wait_stamp(stamp_ns, names=["points"], timeout=90)["points"])
     finally:
         harness.close()
         sender.destroy_node()
@@ -191,10 +191,6 @@ def test_extrinsic_sent_before_the_node_started_is_used(rclpy_context, data, tmp
                                      Intrinsics.from_k(cinfo.k, 640, 480), rot, t)
     assert not np.allclose(rot, np.eye(3)) or np.abs(t).max() > 0.01  # the recording's extrinsic is not identity
     assert np.array_equal(pts["z"], expected, equal_nan=True)
-
-
-def cloud_points(msg):
-    return np.frombuffer(msg.data.tobytes(), POINT_DTYPE).reshape(msg.height, msg.width)
 
 
 def test_replay_latches_what_a_bag_sends_once(data):
