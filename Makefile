@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 
 .PHONY: setup test demo bench clean
 
-$(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg)
+$(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/kernels.c
 	mkdir -p build
 	./scripts/setup_venv.sh $(VENV)
 	touch $@

@@ -37,7 +37,6 @@ os.environ.setdefault("ROS_DOMAIN_ID", "97")
 
 from sam_ovseg_ros import cloud, depth, fusion, image_codec, instances, overlay  # noqa: E402
 from sam_ovseg_ros.cloud import Intrinsics  # noqa: E402
-from sam_ovseg_ros.pipeline import Scratch  # noqa: E402
 from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
 
 
@@ -179,7 +178,6 @@ def main() -> int:
         time.sleep(0.05)
 
     bp = cloud.Backprojector()
-    scratch = Scratch()  # as the pipeline: reused memory for the per-frame xyz image
     pool = messages.MessagePool()  # as the node's publisher thread: segments and markers refilled
     names = ["wall%d" % i for i in range(20)]
     times: dict[str, list[float]] = {}
@@ -200,11 +198,12 @@ def main() -> int:
         dep = timed("decode", lambda: image_codec.decode_depth(image_codec.RawImage.from_msg(dmsg), 1 << 24))
         dm = timed("depth", lambda: depth.to_metres(dep, 0.001))
         dc = timed("depth", lambda: depth.render(dep, dm, "original", "inferno", 0.001, 0.3, 5.0))
-        inst, order = timed("instances", lambda: instances.masks_to_instances(masks, areas, boxes))
-        cls, share = timed("fusion", lambda: fusion.vote(labels, masks, 20, boxes, order))
+        runs = timed("instances", lambda: instances.mask_runs(masks, boxes))  # as the pipeline: once per frame
+        inst, order = timed("instances", lambda: instances.masks_to_instances(masks, areas, boxes, runs))
+        cls, share = timed("fusion", lambda: fusion.vote(labels, masks, 20, boxes, order, runs))
         sem = timed("fusion", lambda: fusion.semantic_image(inst, cls))
         segs = timed("segments", lambda: instances.segments_from_instances(
-            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k, scratch)),
+            instances.measure(inst, len(order), boxes[order], dm, bp.rays(k)),
             np.ones(len(order), np.float32), cls, share, names))
         pts = timed("cloud", lambda: cloud.build_points(bp, dm, rgb, k, sem, inst, messages.message_array))
         ov = timed("overlay", lambda: overlay.draw(rgb, inst, segs))
@@ -267,8 +266,9 @@ def main() -> int:
         fused = naive_fusion(labels, masks, areas)
         naive_f.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        inst, order = instances.masks_to_instances(masks, areas, boxes)
-        cls, share = fusion.vote(labels, masks, 20, boxes, order)
+        runs = instances.mask_runs(masks, boxes)
+        inst, order = instances.masks_to_instances(masks, areas, boxes, runs)
+        cls, share = fusion.vote(labels, masks, 20, boxes, order, runs)
         sem = fusion.semantic_image(inst, cls)
         ours_f.append(time.perf_counter() - t0)
         assert np.array_equal(np.where(inst > 0, sem.astype(np.int64) - 1, -1), fused)  # same answer
@@ -277,7 +277,7 @@ def main() -> int:
         naive_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         segs = instances.segments_from_instances(
-            instances.measure(inst, len(order), boxes[order], cloud.xyz_image(bp, dm, k, scratch)),
+            instances.measure(inst, len(order), boxes[order], dm, bp.rays(k)),
             np.ones(len(order), np.float32), cls, share, names)
         ours_s.append(time.perf_counter() - t0)
         assert [(s_.area, s_.bbox[0], s_.bbox[1]) for s_ in segs] == [r[:3] for r in naive]  # same answer

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import kernels
+
 POINT_DTYPE = np.dtype([
     ("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("label", "<u4"), ("instance", "<u4"),
 ])
@@ -83,6 +85,9 @@ def build_points(bp: Backprojector, depth_m: np.ndarray, rgb: np.ndarray, k: Int
     h, w = depth_m.shape
     pts = alloc((h, w), POINT_DTYPE)
     rx, ry = bp.rays(k)
+    if kernels.available and depth_m.dtype == np.float32 and rgb.dtype == np.uint8 and all(
+            a is None or a.dtype == np.uint16 for a in (label, instance)):
+        return kernels.cloud(pts, depth_m, (rx, ry), rgb, label, instance)  # one pass, strided views read as they are
     depth_m = np.ascontiguousarray(depth_m)
 
     def as_field(ids):  # uint32 bits in a float32 channel

@@ -10,22 +10,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .instances import histogram, lookup, windows
+from . import kernels
+from .instances import histogram, lookup, mask_runs, windows
 
 
 def vote(labels, masks, num_classes: int, boxes: np.ndarray | None = None,
-         index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+         index: np.ndarray | None = None, runs: "kernels.MaskRuns | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """Majority class of each mask over ``labels`` (H, W; -1 = no label), and its share.
 
     ``masks`` (M, H, W) bool; ``index`` picks and orders the masks to vote for (default: all), without
     copying them. Host masks (numpy): with ``boxes`` (x0, y0, x1, y1 inclusive) every count runs inside
     the mask's box only, so work is the sum of box areas. Device masks (a tensor, e.g. on the GPU):
     the counts are one product of the mask stack with the one-hot label map, made where the masks are;
-    only the (M, K) count table comes back.
+    only the (M, K) count table comes back. Host masks with boxes count in the compiled kernel where
+    it is built, from ``runs`` (``instances.mask_runs`` of the same masks, made once per frame) or
+    runs made here: a run of mask pixels adds whole runs of one label. Else NumPy/OpenCV passes.
     """
     index = np.arange(masks.shape[0]) if index is None else np.asarray(index)
-    counts = (_counts_on_device if isinstance(masks, torch.Tensor) else _counts_on_host)(
-        labels, masks, num_classes, boxes, index)
+    runs = runs if runs is not None else mask_runs(masks, boxes)
+    if runs is not None:
+        counts = kernels.vote_counts(labels, runs, num_classes, index)
+    elif isinstance(masks, torch.Tensor):
+        counts = _counts_on_device(labels, masks, num_classes, boxes, index)
+    else:
+        counts = _counts_on_host(labels, masks, num_classes, boxes, index)
     total = counts.sum(axis=1)
     classes = np.where(total > 0, counts.argmax(axis=1), -1)  # argmax: first maximum = lowest index
     share = np.where(total > 0, counts.max(axis=1, initial=0) / np.maximum(total, 1), 0.0)
@@ -77,14 +85,15 @@ def _counts_on_device(labels, masks: torch.Tensor, num_classes: int, boxes, inde
 
 
 def vote_vocabulary(labels: np.ndarray, masks: np.ndarray, num_labels: int, num_vocab: int,
-                    boxes: np.ndarray | None = None, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    boxes: np.ndarray | None = None, index: np.ndarray | None = None,
+                    runs: "kernels.MaskRuns | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`vote` over every name OVSeg scored, then names beyond the vocabulary become -1.
 
     With a one-name vocabulary OVSeg appends "others" (``num_labels = num_vocab + 1``), as the
     original does: a mask whose pixels are mostly "others" must lose the vote and stay unlabelled,
     so "others" pixels are counted, not dropped before voting.
     """
-    classes, share = vote(labels, masks, num_labels, boxes, index)
+    classes, share = vote(labels, masks, num_labels, boxes, index, runs)
     extra = classes >= num_vocab
     return np.where(extra, -1, classes), np.where(extra, 0.0, share).astype(np.float32)
 

@@ -14,15 +14,18 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from . import kernels
 from .frame import Segment
 
 
 def windows(boxes: np.ndarray | None, index) -> list[tuple[slice, slice]]:
     """(rows, cols) slices of the inclusive, segment-anything style boxes ``boxes[index]``; the whole
-    image for each without boxes. One ``tolist`` instead of a numpy scalar conversion per box."""
+    image for each without boxes. One ``tolist`` instead of a numpy scalar conversion per box; boxes
+    reaching past the image are clipped to it, as the compiled kernels clip them."""
     if boxes is None:
         return [(slice(None), slice(None))] * len(index)
-    return [(slice(y0, y1 + 1), slice(x0, x1 + 1)) for x0, y0, x1, y1 in np.asarray(boxes)[index].tolist()]
+    clipped = np.maximum(np.asarray(boxes)[index], [0, 0, -1, -1])  # negative slice ends count from the far end
+    return [(slice(y0, y1 + 1), slice(x0, x1 + 1)) for x0, y0, x1, y1 in clipped.tolist()]
 
 
 def _opencv_takes_16bit_tables() -> bool:
@@ -44,13 +47,24 @@ def lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.take(table, ids)
 
 
-def masks_to_instances(masks, areas: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mask_runs(masks, boxes: np.ndarray | None) -> "kernels.MaskRuns | None":
+    """Host masks with boxes as row runs for the compiled instance image and vote (read once, used by
+    both: pass the result to :func:`masks_to_instances` and ``fusion.vote``); None where those run
+    elsewhere (no kernels, device tensors, no boxes, more masks than 16-bit ids)."""
+    if kernels.available and isinstance(masks, np.ndarray) and boxes is not None and len(masks) <= 65535:
+        return kernels.mask_runs(masks, boxes)
+    return None
+
+
+def masks_to_instances(masks, areas: np.ndarray, boxes: np.ndarray | None = None,
+                       runs: "kernels.MaskRuns | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) uint16 instance image (host) and, per id 1..N, the index of its mask in ``masks``.
 
     ``masks`` (M, H, W) bool: a numpy array, or a tensor on the device that made it (then the image
     is built there and only it comes back; see ``_instances_on_device``). ``boxes`` (M, 4) x0, y0, x1,
     y1 inclusive boxes enclosing each mask. Masks are painted largest first, so the smallest covering
     mask ends on top. The returned order has N <= M entries: ``order[i]`` is the mask shown as id i + 1.
+    ``runs`` (:func:`mask_runs` of the same masks and boxes) paints from those, in the compiled kernel.
     """
     m = masks.shape[0]
     if m == 0:
@@ -58,6 +72,10 @@ def masks_to_instances(masks, areas: np.ndarray, boxes: np.ndarray | None = None
     if m > 65535:
         raise ValueError("more than 65535 masks do not fit a 16-bit instance image")
     order = np.lexsort((np.arange(m), -np.asarray(areas)))  # area descending, stable
+    runs = runs if runs is not None else mask_runs(masks, boxes)
+    if runs is not None:
+        ids, visible = kernels.paint(runs, order)
+        return ids, order[visible]
     if isinstance(masks, torch.Tensor):
         rank, visible = _instances_on_device(masks, order)
     else:
@@ -110,19 +128,42 @@ class Measures:
 
 
 def measure(instances: np.ndarray, n: int, boxes: np.ndarray | None = None,
-            xyz: np.ndarray | None = None) -> Measures:
-    """Areas, tight boxes and centroids of ids 1..n, each found inside a window that encloses it.
+            depth_m: np.ndarray | None = None, rays=None) -> Measures:
+    """Areas, tight boxes and centroids of ids 1..n of an instance image.
 
-    ``boxes`` (n, 4) inclusive x0, y0, x1, y1 windows, one per id: the boxes of the masks shown as
-    the ids (a visible part lies inside its mask), so the work is the sum of the mask boxes, not n
-    passes over the image; without them the windows come from ``ndimage.find_objects``. ``xyz``
-    (H, W, 3) float32 is the cloud's x, y, z per pixel (NaN: invalid, ``cloud.xyz_image``); a
-    centroid is the float64 mean of exactly those float32 values over the id's valid pixels.
+    ``depth_m`` (H, W) float32 metres (NaN: invalid) and ``rays`` (``Backprojector.rays``) give the
+    cloud's x, y, z per pixel as the same float32 products; a centroid is the float64 mean of
+    exactly those values over the id's valid pixels. The compiled kernel measures every id in one
+    raster pass; the NumPy path measures each id inside a window that encloses it: ``boxes`` (n, 4)
+    inclusive x0, y0, x1, y1, the boxes of the masks shown as the ids (a visible part lies inside
+    its mask), else windows from ``ndimage.find_objects``.
     """
     areas, tight, counts = np.zeros(n, np.int64), np.zeros((n, 4), np.int64), np.zeros(n, np.int64)
     cents = np.full((n, 3), np.nan)
     if n == 0:
         return Measures(areas, tight, cents, counts)
+    if kernels.available and instances.dtype == np.uint16 and (depth_m is None or depth_m.dtype == np.float32):
+        areas, box, counts, sums = kernels.measure(instances, n, depth_m, rays)
+        seen = areas > 0
+        tight[seen] = np.c_[box[seen, :2], box[seen, 2:] - box[seen, :2] + 1]
+        if depth_m is not None:
+            ok = counts > 0
+            cents[ok] = sums[ok] / counts[ok, None]
+        return Measures(areas, tight, cents, counts)
+    return _measure_windows(instances, n, boxes, None if depth_m is None else _xyz(depth_m, rays),
+                            Measures(areas, tight, cents, counts))
+
+
+def _xyz(depth_m: np.ndarray, rays) -> np.ndarray:
+    """(H, W, 3) float32 x, y, z: the cloud's products depth x ray."""
+    rx, ry = rays
+    return np.stack([depth_m * rx, depth_m * ry, depth_m], axis=-1).astype(np.float32, copy=False)
+
+
+def _measure_windows(instances: np.ndarray, n: int, boxes: np.ndarray | None, xyz: np.ndarray | None,
+                     out: Measures) -> Measures:
+    """:func:`measure` with NumPy/OpenCV passes per id, each inside its window, into ``out``."""
+    areas, tight, cents, counts = out.areas, out.boxes, out.centroids, out.valid_points
     if boxes is None:
         found = ndimage.find_objects(instances.astype(np.int32), max_label=n)  # int32: 3x faster
         wins = [sl if sl is not None else (slice(0, 0), slice(0, 0)) for sl in found]
@@ -149,7 +190,7 @@ def measure(instances: np.ndarray, n: int, boxes: np.ndarray | None = None,
             counts[j] = cv2.countNonZero(ok)
             if counts[j]:
                 cents[j] = cv2.mean(xyz[y0:y0 + bh, x0:x0 + bw], mask=ok)[:3]  # sums in float64
-    return Measures(areas, tight, cents, counts)
+    return out
 
 
 def segments_from_instances(measures: Measures, scores: np.ndarray, classes: np.ndarray,

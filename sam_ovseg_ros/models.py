@@ -70,9 +70,10 @@ class Models:
             return self.segmenter.segment(image, cfg, class_names)
 
     def classify(self, rgb: np.ndarray, masks: np.ndarray, boxes: np.ndarray, order: np.ndarray,
-                 class_names: list[str], cfg: NodeConfig, times: dict) -> Classification:
+                 class_names: list[str], cfg: NodeConfig, times: dict, runs=None) -> Classification:
         """One class per instance: ``masks[order[i]]`` (with its inclusive box) is instance i + 1.
-        ``masks`` is a host array or a device tensor (then OVSeg's label map stays on the device too)."""
+        ``masks`` is a host array or a device tensor (then OVSeg's label map stays on the device too);
+        ``runs``: ``instances.mask_runs`` of them, made once for the instance image and the vote."""
         import torch
 
         n_vocab = len(class_names)
@@ -95,7 +96,7 @@ class Models:
                 times["ovseg"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if cfg.fusion.mode == "vote":
-                classes, scores = fusion.vote_vocabulary(labels, masks, n_names, n_vocab, boxes, order)
+                classes, scores = fusion.vote_vocabulary(labels, masks, n_names, n_vocab, boxes, order, runs)
             else:
                 picked = masks[torch.as_tensor(order, device=masks.device)] if isinstance(masks, torch.Tensor) \
                     else masks[order]

@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from . import compressed, config as config_mod, depth as depth_mod, image_codec, messages, models, tf_listener, topics, vocabulary
+from . import compressed, config as config_mod, depth as depth_mod, image_codec, kernels, messages, models, tf_listener, topics, vocabulary
 from .cloud import Intrinsics
 from .config import ConfigError, NodeConfig
 from .frame import Frame, InputError
@@ -66,6 +66,11 @@ class SamOvsegNode(Node):
         self.get_logger().info(f"profile={cfg.profile} device={cfg.device} sam.input={cfg.sam.input} "
                                f"fusion.mode={cfg.fusion.mode} qos.reliability={cfg.qos.reliability} "
                                f"sync.slop={cfg.sync.slop}s, {len(cfg.classes)} classes")
+        if kernels.available:
+            self.get_logger().info(f"compiled frame kernels: {kernels.where}")
+        else:  # same results, a few ms more per frame
+            self.get_logger().warning(f"compiled frame kernels {kernels.where}: instances, vote, segments and "
+                                      "cloud run on the slower NumPy paths")
         self.models = models.build(cfg, log=self.get_logger().info)
         tc, mc = cfg.tracking, cfg.map
         self.mapper = Mapper(mc.voxel_size, mc.max_voxels, tc.iou_threshold, tc.max_age, tc.overlap_3d,

@@ -15,7 +15,7 @@ from . import cloud, depth as depth_mod, fusion, overlay as overlay_mod, registr
 from .config import NodeConfig
 from .cloud import Intrinsics
 from .frame import Frame, FrameResult, InputError, Segment
-from .instances import masks_to_instances, measure, segments_from_instances
+from .instances import mask_runs, masks_to_instances, measure, segments_from_instances
 
 
 class StageTimer:
@@ -124,20 +124,20 @@ class Pipeline:
             with timer("instances"):
                 # overlaps: the smallest mask on top (SegmentAnyRGBD); text-prompted: the best-scored on top
                 key = -masks.scores if text_prompted else masks.areas
-                instances, order = masks_to_instances(masks.masks, key, masks.boxes)
+                runs = mask_runs(masks.masks, masks.boxes)  # the mask stack read once for paint and vote
+                instances, order = masks_to_instances(masks.masks, key, masks.boxes, runs)
                 scores, windows = masks.scores[order], masks.boxes[order]  # each id lies inside its mask's box
             if text_prompted:
                 classes, class_scores, uncovered = masks.classes[order], scores, None
             else:
                 cls = self.models.classify(frame.color, masks.masks, masks.boxes, order, class_names, cfg,
-                                           timer.times)
+                                           timer.times, runs)
                 classes, class_scores, uncovered = cls.classes, cls.scores, cls.uncovered
             with timer("fusion"):
                 semantic = fusion.semantic_image(instances, classes, uncovered)
 
         with timer("segments"):
-            xyz = cloud.xyz_image(self._bp, depth_m, frame.k, self._scratch) if len(scores) else None
-            measures = measure(instances, len(scores), windows, xyz)
+            measures = measure(instances, len(scores), windows, depth_m, self._bp.rays(frame.k))
             segments = segments_from_instances(measures, scores, classes, class_scores, class_names)
         if self.mapper is not None:
             with timer("track_map"):

@@ -46,3 +46,16 @@ def pytest_collection_modifyitems(session, config, items):
     else:
         raise pytest.UsageError(f"SAM_OVSEG_TEST_ORDER must be reverse or shuffle[:SEED], got {order!r}")
     items[:] = [item for g in files for item in g]
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def backend(request, monkeypatch) -> str:
+    """Runs a test on the compiled kernels (sam_ovseg_ros/kernels.c, which make setup builds: a
+    missing build fails here, not silently slower) and again on the NumPy paths they replace."""
+    from sam_ovseg_ros import kernels
+
+    if request.param == "compiled":
+        assert kernels.available, f"compiled kernels: {kernels.where}"
+    else:
+        monkeypatch.setattr(kernels, "available", False)
+    return request.param

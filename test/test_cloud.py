@@ -9,7 +9,7 @@ from scannet import FRAMES, load
 
 
 @pytest.mark.parametrize("frame", FRAMES)
-def test_points_are_the_back_projection(frame):
+def test_points_are_the_back_projection(frame, backend):
     rgb, d, k = load(frame)
     kk = Intrinsics.from_k(k, 640, 480)
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, kk)
@@ -69,7 +69,7 @@ def test_dense_keeps_only_valid_points_in_order():
     assert not Pipeline().process(frame, NodeConfig()).points_dense
 
 
-def test_centroids_are_means_of_valid_points():
+def test_centroids_are_means_of_valid_points(backend):
     rgb, d, k = load("5560")
     inst = np.zeros((480, 640), np.uint16)
     inst[100:200, 100:300] = 1
@@ -79,7 +79,7 @@ def test_centroids_are_means_of_valid_points():
     d[0:5, 0:5] = 0  # instance 3 has no valid depth
     bp, kk, dm = cloud.Backprojector(), Intrinsics.from_k(k, 640, 480), depth.to_metres(d, 0.001)
     pts = cloud.build_points(bp, dm, rgb, kk)
-    m = measure(inst, 3, xyz=cloud.xyz_image(bp, dm, kk))
+    m = measure(inst, 3, depth_m=dm, rays=bp.rays(kk))
     cents, counts = m.centroids, m.valid_points
     for i in (1, 2):
         sel = (inst == i) & (d > 0)
@@ -111,7 +111,7 @@ def test_pointcloud2_message_layout():
     assert back.tobytes() == pts.tobytes()
 
 
-def test_decimated_cloud_is_every_nth_point_of_the_full_one():
+def test_decimated_cloud_is_every_nth_point_of_the_full_one(backend):
     """cloud.decimation n: rows and columns 0, n, 2n... of the organized cloud, a quarter of the bytes at 2."""
     from sam_ovseg_ros.config import NodeConfig
     from sam_ovseg_ros.frame import Frame

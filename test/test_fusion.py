@@ -97,7 +97,7 @@ def test_semantic_image_and_uncovered_policy():
     assert fusion.drop_extra_classes(np.array([0, 1, 2]), 2).tolist() == [0, 1, -1]
 
 
-def test_segments_agree_with_the_instance_image():
+def test_segments_agree_with_the_instance_image(backend):
     inst = np.zeros((20, 30), np.uint16)
     inst[2:5, 3:9] = 1
     inst[10:20, 0:1] = 2
@@ -205,9 +205,10 @@ def host_cases():
 
 @pytest.mark.parametrize("case", [0, 1, 2], ids=["hand_built", "scannet_100_masks_20_classes",
                                                  "scannet_300_masks_100_classes"])
-def test_host_paths_equal_per_mask_references(case):
-    """Instance image, vote and segment measures from the box-windowed OpenCV passes equal the
-    per-mask boolean-selection versions exactly (centroids: to float64 summation order)."""
+def test_host_paths_equal_per_mask_references(case, backend):
+    """Instance image, vote and segment measures from the compiled kernels (mask runs) and from the
+    box-windowed OpenCV passes equal the per-mask boolean-selection versions exactly (centroids: to
+    float64 summation order)."""
     from sam_ovseg_ros import cloud, depth
     from sam_ovseg_ros.cloud import Intrinsics
 
@@ -223,14 +224,15 @@ def test_host_paths_equal_per_mask_references(case):
     np.testing.assert_allclose(share, np.where(cls >= 0, counts, 0.0), rtol=1e-6)
     n = len(order)
     if real is None:
-        xyz, valid = None, None
+        dm = rays = xyz = valid = None
     else:
         d, kk = real
         dm = depth.to_metres(d, 0.001)
-        xyz = cloud.xyz_image(cloud.Backprojector(), dm, Intrinsics.from_k(kk, d.shape[1], d.shape[0]))
+        rays = cloud.Backprojector().rays(Intrinsics.from_k(kk, d.shape[1], d.shape[0]))
+        xyz = np.stack([dm * rays[0], dm * rays[1], dm], axis=-1)  # the cloud's float32 products
         valid = d > 0
-    m = measure(inst, n, boxes[order], xyz)
-    assert np.array_equal(m.areas, measure(inst, n, None, xyz).areas)  # found windows: same
+    m = measure(inst, n, boxes[order], dm, rays)
+    assert np.array_equal(m.areas, measure(inst, n, None, dm, rays).areas)  # found windows: same
     for j in range(n):
         sel = inst == j + 1
         ys, xs = np.nonzero(sel)
@@ -246,12 +248,18 @@ def test_host_paths_equal_per_mask_references(case):
                 assert np.isnan(m.centroids[j]).all()
 
 
-def test_vote_refuses_labels_outside_the_classes():
-    masks = np.ones((1, 2, 3), bool)
-    with pytest.raises(ValueError, match="outside -1..1"):
-        fusion.vote(np.array([[0, 1, 2], [0, 0, 0]]), masks, 2)
-    with pytest.raises(ValueError, match="classes"):
-        fusion.vote(np.zeros((2, 3), int), masks, 20000)
+def test_vote_refuses_labels_outside_the_classes(backend):
+    masks, boxes = np.ones((1, 2, 3), bool), np.array([[0, 0, 2, 1]])
+    for b in (None, boxes):  # whole image (NumPy) or the mask's box (compiled where built)
+        with pytest.raises(ValueError, match="outside -1..1"):
+            fusion.vote(np.array([[0, 1, 2], [0, 0, 0]]), masks, 2, b)
+        with pytest.raises(ValueError, match="outside -1..1"):
+            fusion.vote(np.array([[0, 1, -2], [0, 0, 0]]), masks, 2, b)
+    if backend == "numpy":
+        with pytest.raises(ValueError, match="classes"):
+            fusion.vote(np.zeros((2, 3), int), masks, 20000, boxes)
+    else:  # counts are int64 per class: no limit but memory
+        assert fusion.vote(np.full((2, 3), 19999), masks, 20000, boxes)[0].tolist() == [19999]
 
 
 def test_table_lookup_without_opencv_16bit_tables(monkeypatch):
