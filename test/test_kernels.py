@@ -123,3 +123,26 @@ def test_missing_or_foreign_library_falls_back_with_a_reason(setting, why):
     assert out.returncode == 0, out.stderr
     available, where = out.stdout.splitlines()
     assert available == "False" and why in where
+
+
+def test_measure_equals_numpy_on_scattered_ids(monkeypatch):
+    """Ids in many small rectangles and single pixels, at every column and row incl. the borders,
+    with depth holes: every area, box, count and centroid as the NumPy path gives them."""
+    rng = np.random.default_rng(11)
+    h, w, n = 48, 64, 40
+    ids = np.zeros((h, w), np.uint16)
+    for j in range(1, n + 1):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        ids[y:y + rng.integers(1, 6), x:x + rng.integers(1, 9)] = j
+        ids[rng.integers(0, h), rng.integers(0, w)] = j
+    ids[rng.random((h, w)) < 0.05] = 0
+    dm = rng.uniform(0.3, 5.0, (h, w)).astype(np.float32)
+    dm[rng.random((h, w)) < 0.2] = np.nan
+    rays = cloud.Backprojector().rays(Intrinsics(50.0, 52.0, 31.5, 23.5, w, h))
+    got = instances.measure(ids, n + 2, None, dm, rays)  # ids n+1, n+2 absent
+    numpy_paths(monkeypatch)
+    ref = instances.measure(ids, n + 2, None, dm, rays)
+    for f in ("areas", "boxes", "valid_points"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+    np.testing.assert_allclose(got.centroids, ref.centroids, rtol=0, atol=1e-12)
+    assert np.array_equal(np.isnan(got.centroids), np.isnan(ref.centroids)) and got.areas[-1] == 0
