@@ -121,13 +121,6 @@ def dense_points(pts: np.ndarray, alloc=np.empty) -> np.ndarray:
     return out
 
 
-def xyz_image(bp: Backprojector, depth_m: np.ndarray, k: Intrinsics, alloc=np.empty) -> np.ndarray:
-    """(H, W, 3) float32 x, y, z per pixel, the same float32 products as the cloud (NaN: invalid);
-    what ``instances.measure`` averages for the segments' centroids without building the cloud."""
-    rx, ry = bp.rays(k)
-    return _merge_into([depth_m * rx, depth_m * ry, depth_m], alloc(depth_m.shape + (3,), np.float32))
-
-
 _PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<u2": "ushort", "<u4": "uint"}
 
 
