@@ -5,8 +5,9 @@ A camera-like publisher sends the ScanNet frames (640x480 rgb8 + 16UC1 + camera_
 live stamps, and a moving pose on /tf (map -> camera_color_optical_frame, 0.2 m/s), so tracking and the
 voxel map work all along (``map.max_voxels`` is lowered so that its bound is reached early). Every
 ``--period`` s a CSV row: node RSS, output age p50/p99 (receipt time - input stamp of ~/segments),
-frames in / processed / dropped, and the node's per-stage medians (from /diagnostics). At the end a
-PNG of the same, and a summary: RSS drift after warm-up, overall age percentiles, drop rate.
+frames in / processed / dropped, this script's own RSS (it keeps no output messages, only counts) and
+the node's per-stage medians (from /diagnostics). At the end a PNG of the same, and a summary: RSS
+drift after warm-up, overall age percentiles, drop rate.
 
     python bench/soak.py [--minutes 30] [--hz 30] [--out bench/results/soak]
 """
@@ -66,7 +67,7 @@ def main() -> int:
                             "diagnostics.period": a.period / 2, "map.max_voxels": 200_000,
                             "map.tf_timeout": 0.05}, log_dir=a.out)
     rclpy.init()
-    h = Harness(NS)
+    h = Harness(NS, record=False)  # subscribed to every output, as RViz and a mapper would be
     h.wait_connected(180)
     ages, rows, diag = [], [], {}
     lock = threading.Lock()
@@ -117,6 +118,7 @@ def main() -> int:
                     counts = {k: int(v) for k, v in diag.items() if k.startswith("count.")}
                 all_ages += window
                 row = {"t_s": round(time.monotonic() - t_start, 1), "rss_mb": round(rss_mb(node.proc.pid), 1),
+                       "soak_rss_mb": round(rss_mb(os.getpid()), 1),  # this publisher/subscriber
                        "sent": sent, "age_p50_ms": round(float(np.percentile(window, 50)), 1) if window else "",
                        "age_p99_ms": round(float(np.percentile(window, 99)), 1) if window else "",
                        "frames_in": counts.get("count.pairs", 0), "processed": counts.get("count.processed", 0),
@@ -148,13 +150,13 @@ def summarize(rows: list[dict], ages: list[float], a, alive: bool, code: int) ->
     last = rows[-1] if rows else {}
     t = np.array([r["t_s"] for r in warm]) / 3600
     slope = float(np.polyfit(t, rss, 1)[0]) if len(rss) > 2 else None  # MB/h, least squares (RSS swings)
-    q = max(len(rss) // 4, 1)
     return {"minutes": a.minutes, "input_hz": a.hz, "rows": len(rows), "node_alive_at_end": alive, "exit_code": code,
             "rss_drift_mb_per_hour_fit": round(slope, 1) if slope is not None else None,
-            "rss_quartile_medians_mb": [round(float(np.median(rss[i * q:(i + 1) * q])), 1) for i in range(4)] if rss else None,
+            "rss_quartile_medians_mb": [round(float(np.median(p)), 1) for p in np.array_split(rss, 4) if len(p)],
             "rss_drift_over_run_mb": round(slope * hours, 1) if slope is not None else None,
             "rss_min_max_mb_after_warmup": [min(rss), max(rss)] if rss else None,
             "rss_max_mb": max(r["rss_mb"] for r in rows) if rows else None,
+            "soak_rss_max_mb": max(r["soak_rss_mb"] for r in rows) if rows else None,
             "age_p50_ms": round(float(np.percentile(ages, 50)), 1) if ages else None,
             "age_p99_ms": round(float(np.percentile(ages, 99)), 1) if ages else None,
             "frames_in": last.get("frames_in"), "processed": last.get("processed"), "dropped": last.get("dropped")}

@@ -117,10 +117,15 @@ def _param_text(v) -> str:
 
 
 class Harness:
-    """Publishes inputs into ``/<ns>/...`` and records every output of ``/<ns>/sam_ovseg/...``."""
+    """Publishes inputs into ``/<ns>/...`` and records every output of ``/<ns>/sam_ovseg/...``.
 
-    def __init__(self, namespace: str, reliability: str = "reliable", transport: str = "raw") -> None:
+    ``record=False`` keeps only the counts: a long run (the soak) would otherwise hold every cloud
+    it was sent (~11 MB per frame)."""
+
+    def __init__(self, namespace: str, reliability: str = "reliable", transport: str = "raw",
+                 record: bool = True) -> None:
         self.ns = namespace
+        self.record = record
         self.transport = transport
         self.color_codec = "jpeg"  # for transport "compressed"
         self.node = Node(f"harness_{namespace}")
@@ -135,6 +140,7 @@ class Harness:
         self.pub_info = self.node.create_publisher(CameraInfo, f"/{namespace}/color/camera_info", qos)
         self.received: dict[str, list] = defaultdict(list)
         self.arrival: dict[str, list] = defaultdict(list)
+        self.counts: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         from sam_ovseg_ros.msg import SegmentArray, Vocabulary
         from visualization_msgs.msg import MarkerArray
@@ -163,8 +169,10 @@ class Harness:
     def _recorder(self, name: str):
         def cb(msg):
             with self._lock:
-                self.received[name].append(msg)
-                self.arrival[name].append(time.monotonic())
+                self.counts[name] += 1
+                if self.record:
+                    self.received[name].append(msg)
+                    self.arrival[name].append(time.monotonic())
         return cb
 
     def wait_connected(self, timeout: float = 30.0, outputs=OUTPUTS) -> None:
@@ -195,7 +203,7 @@ class Harness:
 
     def count(self, name: str) -> int:
         with self._lock:
-            return len(self.received[name])
+            return self.counts[name]
 
     def wait_for(self, name: str, pred=lambda m: True, timeout: float = 60.0, since: int = 0):
         """First message on output ``name`` (index >= since) satisfying ``pred``."""

@@ -63,6 +63,9 @@ def test_boxes_past_the_image_are_clipped(monkeypatch):
     """A box reaching outside the image (or lying wholly outside) reads and writes only inside it:
     the same answer as NumPy's clipped slices."""
     rgb, d, k, masks, areas, boxes, labels = real_case("2760", 40, 3)
+    masks[3] = False
+    masks[3][:2], masks[3][-2:], masks[3][:, :2], masks[3][:, -2:] = True, True, True, True  # the image's rim
+    areas[3] = masks[3].sum()
     wild = boxes.copy()
     wild[::3] = (-50, -9, 700, 500)
     wild[1] = (900, 900, 1000, 1000)  # nothing of the image: mask 1 counts as empty
@@ -71,6 +74,8 @@ def test_boxes_past_the_image_are_clipped(monkeypatch):
     numpy_paths(monkeypatch)
     ref = instances.masks_to_instances(masks, areas, wild)
     assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and 1 not in got[1]
+    rim = got[0] == np.flatnonzero(got[1] == 3)[0] + 1
+    assert rim[0].any() and rim[-1].any() and rim[:, 0].any() and rim[:, -1].any()  # shown at every edge
     assert all(np.array_equal(a, b) for a, b in zip(votes, fusion.vote(labels, masks, 20, wild, got[1])))
 
 
