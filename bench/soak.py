@@ -172,8 +172,10 @@ def plot(rows: list[dict], path: Path) -> None:
         return
     t = [r["t_s"] / 60 for r in rows]
     fig, ax = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    ax[0].plot(t, [r["rss_mb"] for r in rows])
-    ax[0].set_ylabel("node RSS (MB)")
+    ax[0].plot(t, [r["rss_mb"] for r in rows], label="node")
+    ax[0].plot(t, [r["soak_rss_mb"] for r in rows], label="soak publisher/subscriber")
+    ax[0].set_ylabel("RSS (MB)")
+    ax[0].legend()
     ax[1].plot(t, [r["age_p50_ms"] or np.nan for r in rows], label="p50")
     ax[1].plot(t, [r["age_p99_ms"] or np.nan for r in rows], label="p99")
     ax[1].set_ylabel("output age (ms)")
