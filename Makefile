@@ -1,11 +1,16 @@
-# make setup | test | demo | bench   (see README.md). DDS discovery stays on this machine.
+# make setup | test | test-fast | demo | bench   (see README.md, CONTRIBUTING.md). DDS discovery stays on this machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 61
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test demo bench clean
+# Another CPU's kernels on this one (x86: ATen without vectorisation, MKL SSE4.2, oneDNN SSE4.1): the model
+# tests compare with goldens made on one CPU and must hold wherever users run them.
+OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: setup test test-fast test-kernels demo bench clean
 
 $(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/kernels.c
 	mkdir -p build
@@ -15,7 +20,14 @@ $(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cf
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider test
+	$(PYTEST) test
+	$(MAKE) --no-print-directory test-kernels
+
+test-kernels: $(STAMP)
+	$(OTHER_KERNELS) $(PYTEST) -m "model and not dds" test
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not dds and not model and not workspace" test
 
 demo: $(STAMP)
 	$(PY) -m sam_ovseg_ros.demo --out out

@@ -1,9 +1,11 @@
 """Depth in REP 118 units -> metres, and depth -> the colour image SAM sees.
 
-``render_seed`` is the seed's rule (seed_pipeline.md §1.1), bit-exact: inverse depth in 1/mm
-with invalid pixels 0, whole-frame min-max, matplotlib colormap LUT, x255, truncating cast.
-``render_fixed`` maps inverse depth over a fixed metric range instead, so colours do not shift
-every frame with the nearest surface (a weakness of the original on a live stream); invalid stays black.
+``depth.normalization: original`` is SegmentAnyRGBD's rendering (J. Cen et al., arXiv:2305.14207,
+github.com/Jun-CEN/SegmentAnyRGBD), bit-exact: inverse depth in 1/mm with invalid pixels 0,
+whole-frame min-max, matplotlib colormap LUT, x255, truncating cast (``sad_normalized``, and
+``render_sad_uint16`` for 16-bit depth). ``fixed`` maps inverse depth over a fixed metric range
+instead, so colours do not shift every frame with the nearest surface (a weakness of the original on
+a live stream); invalid stays black.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def apply_colormap(n: np.ndarray, name: str) -> np.ndarray:
     return _gather_rgb(packed, idx)
 
 
-def original_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
+def sad_normalized(depth: np.ndarray, scale: float) -> np.ndarray:
     """SegmentAnyRGBD's n in [0, 1]: min-max of 1/(D_mm + 1e-6) over the frame, invalid pixels = 0.
 
     Works in float64 as the original (numpy default). 32FC1 metres go through the same rule after
@@ -106,8 +108,8 @@ def _inverse_table(scale: float) -> np.ndarray:
     return t
 
 
-def render_seed_uint16(depth: np.ndarray, scale: float, colormap: str) -> np.ndarray:
-    """The original rule for 16-bit depth via per-value tables: the float64 arithmetic of every possible
+def render_sad_uint16(depth: np.ndarray, scale: float, colormap: str) -> np.ndarray:
+    """SegmentAnyRGBD's rule for 16-bit depth via per-value tables: the float64 arithmetic of every possible
     value is done once (65536 entries), then each pixel is two table look-ups. Bit-identical to
     computing it per pixel, about 5x faster at 640x480."""
     inv = _inverse_table(scale)
@@ -131,9 +133,9 @@ def render(depth: np.ndarray, depth_m: np.ndarray, normalization: str, colormap:
            scale: float, min_m: float, max_m: float) -> np.ndarray:
     """H x W x 3 uint8 RGB depth image (what SAM sees in ``sam.input: depth``)."""
     if normalization == "original" and depth.dtype == np.uint16:
-        return render_seed_uint16(depth, scale, colormap)
+        return render_sad_uint16(depth, scale, colormap)
     if normalization == "original":
-        n = original_normalized(depth, scale)
+        n = sad_normalized(depth, scale)
     elif normalization == "fixed":
         n = fixed_normalized(depth_m, min_m, max_m)
     else:

@@ -1,11 +1,11 @@
 """``sam_ovseg_replay``: play a rosbag2 (sqlite3/mcap) or ROS 1 bag into DDS, optionally record topics.
 
-    sam_ovseg_replay BAG [--remap FROM:=TO ...] [--rate R] [--loop] [--clock] [--wait S]
+    sam_ovseg_replay BAG [--remap FROM:=TO ...] [--rate R] [--loop] [--clock] [--wait S [--wait-for T ...]]
                          [--record OUT --topics T ...] [--linger S] [--duration S]
 
 Messages keep their stamps and types; they are published at the recorded pace (scaled by
---rate). --wait holds playback until every remapped topic has a subscriber (a node still
-loading models would otherwise miss the first frames). Recording writes a rosbag2 with
+--rate). --wait holds playback until the --wait-for topics (else every remapped one) have a
+subscriber (a node still loading models would otherwise miss the first frames). Recording writes a rosbag2 with
 receive-time timestamps and message definitions that ``ros2 bag info`` and rosbags read.
 """
 from __future__ import annotations
@@ -32,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--loop", action="store_true", help="start over at the end (stamps jump back)")
     p.add_argument("--clock", action="store_true", help="publish /clock from the bag time (use_sim_time)")
     p.add_argument("--wait", type=float, default=0.0, metavar="S",
-                   help="wait up to S seconds for subscribers on the remapped topics before playing")
+                   help="wait up to S seconds for subscribers before playing: on the --wait-for topics, else on "
+                        "the remapped ones, else on every topic")
+    p.add_argument("--wait-for", nargs="+", default=[], metavar="T",
+                   help="topics (as published, after --remap) whose subscribers --wait waits for, e.g. a node's inputs")
     p.add_argument("--settle", type=float, default=0.5, metavar="S",
                    help="after --wait saw every subscriber, wait S seconds more: a subscriber matches our "
                         "publishers a little after we match it, and best-effort samples sent in between are lost")
@@ -127,7 +130,14 @@ class Player:
         self.published = 0
 
     def wait_for_subscribers(self, timeout: float) -> None:
-        wanted = [t for t in self.pubs if t in self.args.remaps.values()] or list(self.pubs)
+        if self.args.wait_for:
+            absent = [t for t in self.args.wait_for if t not in self.pubs]
+            if absent:
+                self.log(f"waiting for subscribers on {absent}, but no bag topic is played there; the bag's "
+                         f"topics as played: {sorted(self.pubs)} (rename with --remap FROM:=TO)")
+            wanted = [t for t in self.args.wait_for if t in self.pubs]
+        else:
+            wanted = [t for t in self.pubs if t in self.args.remaps.values()] or list(self.pubs)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             missing = [t for t in wanted if self.pubs[t][0].get_subscription_count() == 0]

@@ -18,6 +18,19 @@ def data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ros_workspace(tmp_path_factory):
+    """This checkout built by colcon in a temporary workspace (once per session; see workspace.py)."""
+    from workspace import Workspace, colcon_available
+
+    if not colcon_available():
+        pytest.fail("colcon is not installed (requirements.txt has it; make setup installs it)")
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    done = ws.build()
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return ws
+
+
+@pytest.fixture(scope="session")
 def rclpy_context():
     import rclpy
 
@@ -59,3 +72,8 @@ def backend(request, monkeypatch) -> str:
     else:
         monkeypatch.setattr(kernels, "available", False)
     return request.param
+
+
+# Run by launch_testing (CMakeLists.txt add_launch_test, and test_launch_files.py in a sourced workspace),
+# not imported by pytest: it starts the node by package name, which needs the package installed.
+collect_ignore = ["test_launch_node.py"]

@@ -123,7 +123,9 @@ class Harness:
     it was sent (~11 MB per frame)."""
 
     def __init__(self, namespace: str, reliability: str = "reliable", transport: str = "raw",
-                 record: bool = True) -> None:
+                 record: bool = True, inputs: dict[str, str] | None = None) -> None:
+        """``inputs`` names other topics for the node's inputs (``{"color/image": "/camera/..."}``), as a launch
+        file remaps them."""
         self.ns = namespace
         self.record = record
         self.transport = transport
@@ -131,13 +133,18 @@ class Harness:
         self.node = Node(f"harness_{namespace}")
         rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=10, reliability=rel)
+        inputs = inputs or {}
+
+        def topic(name: str) -> str:
+            return inputs.get(name, f"/{namespace}/{name}")
+
         if transport == "compressed":
-            self.pub_color = self.node.create_publisher(CompressedImage, f"/{namespace}/{topics.COLOR_COMPRESSED}", qos)
-            self.pub_depth = self.node.create_publisher(CompressedImage, f"/{namespace}/{topics.DEPTH_COMPRESSED}", qos)
+            self.pub_color = self.node.create_publisher(CompressedImage, topic(topics.COLOR_COMPRESSED), qos)
+            self.pub_depth = self.node.create_publisher(CompressedImage, topic(topics.DEPTH_COMPRESSED), qos)
         else:
-            self.pub_color = self.node.create_publisher(Image, f"/{namespace}/color/image", qos)
-            self.pub_depth = self.node.create_publisher(Image, f"/{namespace}/depth/image", qos)
-        self.pub_info = self.node.create_publisher(CameraInfo, f"/{namespace}/color/camera_info", qos)
+            self.pub_color = self.node.create_publisher(Image, topic(topics.COLOR), qos)
+            self.pub_depth = self.node.create_publisher(Image, topic(topics.DEPTH), qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, topic(topics.COLOR_INFO), qos)
         self.received: dict[str, list] = defaultdict(list)
         self.arrival: dict[str, list] = defaultdict(list)
         self.counts: dict[str, int] = defaultdict(int)
@@ -391,3 +398,31 @@ def node_rig(namespace: str, params: dict, tmp_path_factory, reliability: str = 
         code = node.stop()
         sys.stdout.write(node.log()[-3000:])
         assert code == 0, "node did not exit cleanly"
+
+
+def d435_data(data):
+    """Color frame, the depth frame the node pairs with it (100 ms later), both camera_infos, extrinsic."""
+    from rosbags.highlevel import AnyReader
+
+    p = data / "d435" / "single_depth_color_640x480_ros2"
+    msgs = {}
+    with AnyReader([p]) as r:
+        for c, t, raw in r.messages():
+            msgs.setdefault(c.topic, []).append(r.deserialize(raw, c.msgtype))
+    color = msgs["/device_0/sensor_1/Color_0/image/data"][0]
+    depth_msg = msgs["/device_0/sensor_0/Depth_0/image/data"][0]
+    return color, depth_msg, msgs["/device_0/sensor_1/Color_0/info/camera_info"][0], \
+        msgs["/device_0/sensor_0/Depth_0/info/camera_info"][0], msgs["/device_0/sensor_1/Color_0/tf/0"][0]
+
+
+def d435_registered_z(depth_msg, color_info, depth_info, tf) -> np.ndarray:
+    """z of the D435 depth registered into the colour camera with the recording's extrinsic (what the cloud holds)."""
+    from sam_ovseg_ros import depth, registration
+    from sam_ovseg_ros.cloud import Intrinsics
+
+    d = np.frombuffer(depth_msg.data.tobytes(), np.uint16).reshape(480, 640)
+    rot = registration.quat_to_matrix(tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w)
+    t = np.array([tf.translation.x, tf.translation.y, tf.translation.z])
+    assert not np.allclose(rot, np.eye(3)) or np.abs(t).max() > 0.01  # the recording's extrinsic is not identity
+    return registration.register(depth.to_metres(d, 0.001), Intrinsics.from_k(depth_info.k, 640, 480),
+                                 Intrinsics.from_k(color_info.k, 640, 480), rot, t)

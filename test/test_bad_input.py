@@ -11,6 +11,8 @@ from sam_ovseg_ros import depth
 from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
 
+pytestmark = pytest.mark.dds
+
 NS = "t_bad"
 S = 1_000_000_000
 

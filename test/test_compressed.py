@@ -101,6 +101,7 @@ def run(rig, rgb, d, k, stamp):
     return h.wait_stamp(stamp, timeout=90)
 
 
+@pytest.mark.dds
 @pytest.mark.parametrize("codec", ["png", "jpeg"])
 def test_compressed_inputs_give_the_raw_outputs(rigs, frame, codec):
     rgb, d, k = frame
@@ -126,6 +127,7 @@ def test_compressed_inputs_give_the_raw_outputs(rigs, frame, codec):
         assert np.abs(ca - cb).mean() < 2.0
 
 
+@pytest.mark.dds
 @pytest.mark.parametrize("case,kind,text", [
     ("truncated_jpeg", "color_image", "corrupt or truncated JPEG"),
     ("corrupt_png", "depth_image", "depth/image/compressedDepth"),

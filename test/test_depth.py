@@ -21,7 +21,7 @@ def render(d, normalization="original", cmap="inferno", scale=0.001):
 
 
 @pytest.mark.parametrize("frame", FRAMES)
-def test_seed_rule_is_bit_exact_on_scannet(frame):
+def test_segmentanyrgbd_rule_is_bit_exact_on_scannet(frame):
     _, d, _ = load(frame)
     assert (d == 0).any()  # real frames have holes: min of the float image is 0
     assert np.array_equal(render(d), original_literal(d))

@@ -16,6 +16,8 @@ from sam_ovseg_ros.messages import MAP_POINT_DTYPE
 from sam_ovseg_ros.msg import ObjectArray
 from sensor_msgs.msg import PointCloud2
 
+pytestmark = pytest.mark.dds
+
 NS = "t_map"
 S = 1_000_000_000
 VOXEL = 0.05

@@ -37,6 +37,7 @@ def test_missing_real_weights_fail_at_startup_naming_the_file(tmp_path):
         models.build(cfg, log=lambda s: None)
 
 
+@pytest.mark.dds
 def test_node_refuses_to_start_without_weights(rclpy_context, tmp_path):
     from rosharness import NodeProcess
 

@@ -13,6 +13,8 @@ from sam_ovseg_ros import config as config_mod, depth, vocabulary
 from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
 
+pytestmark = pytest.mark.dds
+
 NS = "t_node"
 
 

@@ -13,6 +13,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rosharness import image_msg, info_msg, node_rig, stamp_of
 from scannet import load
 
+pytestmark = pytest.mark.dds
+
 NS = "t_load"
 N_FRAMES = 2000
 RATE = 30.0

@@ -18,9 +18,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import CameraInfo
 
-from rosharness import Harness, NodeProcess, cloud_array, info_msg
-from sam_ovseg_ros import bagio, depth, registration, samplebag, topics
-from sam_ovseg_ros.cloud import Intrinsics
+from rosharness import Harness, NodeProcess, cloud_array, d435_data, d435_registered_z, info_msg
+from sam_ovseg_ros import bagio, samplebag, topics
+
+pytestmark = pytest.mark.dds
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = topics.OUTPUTS
@@ -104,19 +105,6 @@ def test_scannet_bag_round_trip(rclpy_context, tmp_path, transport):
     assert all(len(m.segments) >= 1 for m in got["segments"])
 
 
-def d435_data(data):
-    """Color frame, the depth frame the node pairs with it (100 ms later), both camera_infos, extrinsic."""
-    p = data / "d435" / "single_depth_color_640x480_ros2"
-    msgs = {}
-    with AnyReader([p]) as r:
-        for c, t, raw in r.messages():
-            msgs.setdefault(c.topic, []).append(r.deserialize(raw, c.msgtype))
-    color = msgs["/device_0/sensor_1/Color_0/image/data"][0]
-    depth_msg = msgs["/device_0/sensor_0/Depth_0/image/data"][0]
-    return color, depth_msg, msgs["/device_0/sensor_1/Color_0/info/camera_info"][0], \
-        msgs["/device_0/sensor_0/Depth_0/info/camera_info"][0], msgs["/device_0/sensor_1/Color_0/tf/0"][0]
-
-
 @pytest.mark.parametrize("bagfile", ["single_depth_color_640x480.bag", "single_depth_color_640x480_ros2"],
                          ids=["ros1", "rosbag2"])
 def test_d435_recording_is_registered_and_processed(rclpy_context, data, tmp_path, bagfile):
@@ -138,11 +126,7 @@ def test_d435_recording_is_registered_and_processed(rclpy_context, data, tmp_pat
     color_stamp = color.header.stamp.sec * 1_000_000_000 + color.header.stamp.nanosec
     got = check_recording(tmp_path / "rec", [color_stamp], "0", node.log())
     # the cloud is the mono16 depth registered into the color camera with the bag's extrinsic
-    d = np.frombuffer(dmsg.data.tobytes(), np.uint16).reshape(480, 640)
-    rot = registration.quat_to_matrix(tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w)
-    t = np.array([tf.translation.x, tf.translation.y, tf.translation.z])
-    expected = registration.register(depth.to_metres(d, 0.001), Intrinsics.from_k(dinfo.k, 640, 480),
-                                     Intrinsics.from_k(cinfo.k, 640, 480), rot, t)
+    expected = d435_registered_z(dmsg, cinfo, dinfo, tf)
     pts = cloud_array(got["points"][0])
     assert np.array_equal(pts["z"], expected, equal_nan=True)
     assert 0.85 < np.isfinite(expected).mean() < 1.0
@@ -185,12 +169,7 @@ def test_extrinsic_sent_before_the_node_started_is_used(rclpy_context, data, tmp
         sender.destroy_node()
         assert node.stop() == 0, node.log()[-2000:]
     assert "identity extrinsic" not in node.log()
-    rot = registration.quat_to_matrix(tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w)
-    t = np.array([tf.translation.x, tf.translation.y, tf.translation.z])
-    expected = registration.register(depth.to_metres(d, 0.001), Intrinsics.from_k(dinfo.k, 640, 480),
-                                     Intrinsics.from_k(cinfo.k, 640, 480), rot, t)
-    assert not np.allclose(rot, np.eye(3)) or np.abs(t).max() > 0.01  # the recording's extrinsic is not identity
-    assert np.array_equal(pts["z"], expected, equal_nan=True)
+    assert np.array_equal(pts["z"], d435_registered_z(dmsg, cinfo, dinfo, tf), equal_nan=True)
 
 
 def test_replay_latches_what_a_bag_sends_once(data):

@@ -8,6 +8,8 @@ from sam_ovseg_ros import sam
 from sam_ovseg_ros.weights import WeightsError
 from scannet import segmenter_inputs
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

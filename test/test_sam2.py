@@ -14,6 +14,8 @@ from sam_ovseg_ros import sam, sam2
 from sam_ovseg_ros.weights import WeightsError
 from scannet import load, segmenter_inputs
 
+pytestmark = pytest.mark.model
+
 DATA = Path(__file__).resolve().parent / "data" / "sam2_tiny"
 CHECKPOINT = DATA / "sam2.1_tiny_seed2.pt"
 
@@ -34,23 +36,39 @@ def frames():
     return segmenter_inputs()
 
 
-def assert_same_masks(got, ref_masks, ref_boxes, ref_scores):
-    """Mask for mask: the same count, each of ours with a reference mask of the same box (x0, y0, x1, y1) and
-    score where at most 0.01 % of pixels differ (float noise between CPUs flips a pixel on the threshold)."""
-    assert len(got.masks) == len(ref_masks)
+def stability_tol(area: int) -> float:
+    """Stability is |logits > 1| / |logits > -1|: a few pixels at those two levels move with the CPU's rounding,
+    so it may differ by up to 3 pixels of the mask (2e-4 at least)."""
+    return max(2e-4, 3.0 / max(int(area), 1))
+
+
+def assert_same_masks(got, ref_masks, ref_boxes, ref_scores, ref_stability, iou_thresh, stab_thresh):
+    """Mask for mask: each of ours has a reference mask of the same box (x0, y0, x1, y1) and score where at most
+    0.01 % of pixels differ (float noise between CPUs flips a pixel on the threshold), and its stability within
+    stability_tol. A mask may be kept on one side only if its score or stability lies within that tolerance of
+    the filter's threshold. Returns the number of pairs."""
     free = list(range(len(ref_masks)))
-    for m, b, s in zip(got.masks, got.boxes, got.scores):
+    unmatched = []
+    for m, b, s, st in zip(got.masks, got.boxes, got.scores, got.stability):
         match = [j for j in free if abs(float(ref_scores[j]) - float(s)) <= 1e-5
                  and np.abs(np.asarray(ref_boxes[j]) - b).max() <= 1 and (ref_masks[j] != m).mean() <= 1e-4]
-        assert match, (b, s)
-        free.remove(match[0])
+        if not match:
+            unmatched.append((float(s), float(st), int(m.sum())))
+            continue
+        j = match[0]
+        assert abs(float(ref_stability[j]) - float(st)) <= stability_tol(ref_masks[j].sum()), (b, st, ref_stability[j])
+        free.remove(j)
+    unmatched += [(float(ref_scores[j]), float(ref_stability[j]), int(ref_masks[j].sum())) for j in free]
+    for score, stab, area in unmatched:
+        assert abs(score - iou_thresh) <= 1e-5 or abs(stab - stab_thresh) <= stability_tol(area), (score, stab)
+    return len(got.masks) - (len(unmatched) - len(free))
 
 
 @pytest.mark.parametrize("case", ["no_cleanup", "filters_cleanup"])
 def test_generator_equals_the_original_sam2(original, golden, frames, case):
     """SAM2AutomaticMaskGenerator (SAM 2 1.1.0) on the rendered depth and colour of two frames: same masks,
-    boxes and predicted IoU. ``filters_cleanup`` has IoU and stability filters and min_mask_region_area 100,
-    which SAM 2 hands only to its low-resolution hole filling (its CUDA extension): no clean-up, as here."""
+    boxes, predicted IoU and stability. ``filters_cleanup`` has IoU and stability filters and min_mask_region_area
+    100, which SAM 2 hands only to its low-resolution hole filling (its CUDA extension): no clean-up, as here."""
     side, batch, iou, stab, nms, area = json.loads(str(golden["cases"]))[case]
     gen = sam.MaskGenerator(original)
     compared = 0
@@ -59,10 +77,8 @@ def test_generator_equals_the_original_sam2(original, golden, frames, case):
         key = f"{case}/{name}"
         ref = np.unpackbits(golden[key + "/masks"], axis=-1)[..., : img.shape[1]].astype(bool)
         x, y, w, h = golden[key + "/boxes"].T
-        assert_same_masks(got, ref, np.stack([x, y, x + w, y + h], 1), golden[key + "/iou"])
-        # stability counts pixels at logits +-1: float noise moves a few of them (1e-4 of a mask's union)
-        np.testing.assert_allclose(sorted(got.stability), sorted(golden[key + "/stability"]), atol=2e-4)
-        compared += len(ref)
+        compared += assert_same_masks(got, ref, np.stack([x, y, x + w, y + h], 1), golden[key + "/iou"],
+                                      golden[key + "/stability"], iou, stab)
     assert compared >= 30  # the comparison is not vacuous
 
 
@@ -144,6 +160,7 @@ def rig(rclpy_context, tmp_path_factory):
         yield r
 
 
+@pytest.mark.dds
 def test_node_with_sam2(rig):
     node, h = rig
     assert "sam2_tiny_seed" in node.log()  # the instances come from the SAM 2 model

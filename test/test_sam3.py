@@ -10,6 +10,8 @@ from sam_ovseg_ros import sam3
 from sam_ovseg_ros.weights import WeightsError
 from scannet import load
 
+pytestmark = pytest.mark.model
+
 NAMES = ["wall", "floor", "chair", "table", "door"]
 
 
@@ -75,6 +77,7 @@ def rig(rclpy_context, tmp_path_factory):
         yield r
 
 
+@pytest.mark.dds
 def test_node_with_sam3_and_a_vocabulary_change(rig):
     node, h = rig
     assert "sam3_tiny_seed" in node.log()  # the models came from the SAM 3 folder

@@ -48,6 +48,29 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([x0, y0, x1, y1], dim=1)
 
 
+def aggregate(probs: torch.Tensor, soft: torch.Tensor, hard: torch.Tensor, aggregation: str,
+              drop_others: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-class scores (K, H, W) at the resized size from region probabilities (V, K) and masks (V, H, W).
+
+    ``original``: sum over regions of P[q, k] * soft mask q. ``ovseg_demo``: each class keeps its best
+    region's probability on that region's binary mask (returns the chosen region per class too);
+    ``drop_others`` leaves out the appended "others" class's choice, as the demo does for one name.
+    """
+    if aggregation == "original":
+        return torch.einsum("qk,qhw->khw", probs, soft), None
+    select = probs.argmax(dim=0) if probs.shape[0] else probs.new_zeros(0, dtype=torch.long)
+    if drop_others:
+        select = select[:-1]
+    chosen = torch.zeros_like(probs)
+    chosen[select] = probs[select]
+    return torch.einsum("qk,qhw->khw", chosen, hard.float()), select
+
+
+def postprocess(sem: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Scores at the resized size -> the input image's (h, w), bilinear as the original's."""
+    return F.interpolate(sem[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
 @dataclass
 class OVSegOutput:
     sem_seg: torch.Tensor  # (K, H, W) float at the input size
@@ -183,18 +206,9 @@ class OVSegPredictor:
             probs, soft, hard = mask_cls ** (1 - w) * mapped ** w, mask_prob, binary
         else:
             probs, soft, hard = p_clip, mask_prob[valid], binary[valid]
-        if aggregation == "original":
-            sem = torch.einsum("qk,qhw->khw", probs, soft)
-            select = None
-        else:
-            select = probs.argmax(dim=0) if probs.shape[0] else probs.new_zeros(0, dtype=torch.long)
-            if len(names) == 2 and names[-1] == "others" and len(class_names) == 1:
-                select = select[:-1]
-            chosen = torch.zeros_like(probs)
-            chosen[select] = probs[select]
-            sem = torch.einsum("qk,qhw->khw", chosen, hard.float())
-        h, w_ = rgb.shape[:2]
-        sem_seg = F.interpolate(sem[None], size=(h, w_), mode="bilinear", align_corners=False)[0]
+        drop_others = len(names) == 2 and names[-1] == "others" and len(class_names) == 1
+        sem, select = aggregate(probs, soft, hard, aggregation, drop_others)
+        sem_seg = postprocess(sem, rgb.shape[:2])
         if keep:
             extras.update({k: v for k, v in prop.items() if k not in ("image",)})
             extras.update(text_features=text, text_tokens=self.text.tokens(names), mask_cls_logits=mask_cls_logits,
