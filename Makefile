@@ -1,4 +1,4 @@
-# make setup | test | test-fast | demo | bench   (see README.md, CONTRIBUTING.md). DDS discovery stays on this machine.
+# make setup | test | test-fast | test-kernels | lint | demo | bench   (see README.md, CONTRIBUTING.md). DDS discovery stays on this machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -10,9 +10,9 @@ STAMP := $(VENV)/.setup-done
 OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup test test-fast test-kernels demo bench clean
+.PHONY: setup test test-fast test-kernels lint demo bench clean
 
-$(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/kernels.c
+$(STAMP): requirements.txt requirements-models.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/core/kernels.c
 	mkdir -p build
 	./scripts/setup_venv.sh $(VENV)
 	touch $@
@@ -20,17 +20,21 @@ $(STAMP): requirements.txt requirements.lock CMakeLists.txt package.xml setup.cf
 setup: $(STAMP)
 
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
 	$(PYTEST) test
 	$(MAKE) --no-print-directory test-kernels
 
 test-kernels: $(STAMP)
 	$(OTHER_KERNELS) $(PYTEST) -m "model and not dds" test
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 test-fast: $(STAMP)
 	$(PYTEST) -m "not dds and not model and not workspace" test
 
 demo: $(STAMP)
-	$(PY) -m sam_ovseg_ros.demo --out out
+	$(PY) -m sam_ovseg_ros.tools.demo --out out
 
 bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py

@@ -20,9 +20,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sam_ovseg_ros.cloud import Backprojector, Intrinsics  # noqa: E402
+from sam_ovseg_ros.core.cloud import Backprojector, Intrinsics  # noqa: E402
 from sam_ovseg_ros.mapping.mapper import Mapper  # noqa: E402
-from sam_ovseg_ros.samplebag import SEVEN_SCENES, load_posed_frames  # noqa: E402
+from sam_ovseg_ros.tools.samplebag import SEVEN_SCENES, load_posed_frames  # noqa: E402
 
 
 def main() -> int:

@@ -35,9 +35,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "97")
 
-from sam_ovseg_ros import cloud, depth, fusion, image_codec, instances, overlay  # noqa: E402
-from sam_ovseg_ros.cloud import Intrinsics  # noqa: E402
-from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
+from sam_ovseg_ros.core import cloud, depth, fusion, instances, overlay  # noqa: E402
+from sam_ovseg_ros.core.cloud import Intrinsics  # noqa: E402
+from sam_ovseg_ros.ros import image_codec  # noqa: E402
+from sam_ovseg_ros.tools.samplebag import load_frames  # noqa: E402
 
 
 def synthetic_masks(rgb: np.ndarray, d: np.ndarray, m: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,8 +154,8 @@ def main() -> int:
     from std_msgs.msg import Header
     from visualization_msgs.msg import MarkerArray
 
-    from sam_ovseg_ros import messages
     from sam_ovseg_ros.msg import SegmentArray
+    from sam_ovseg_ros.ros import messages
 
     rng = np.random.default_rng(0)
     frames = []
@@ -298,9 +299,9 @@ def main() -> int:
         ours_c.append(time.perf_counter() - t0)
 
     # cloud options: bytes per frame and build time
-    from sam_ovseg_ros.config import NodeConfig
-    from sam_ovseg_ros.frame import Frame
-    from sam_ovseg_ros.pipeline import Pipeline
+    from sam_ovseg_ros.core.config import NodeConfig
+    from sam_ovseg_ros.core.frame_pipeline import Pipeline
+    from sam_ovseg_ros.core.frame_types import Frame
 
     cmsg, dmsg, k, masks, areas, boxes, labels = frames[0]
     fr = Frame(image_codec.decode_color(image_codec.RawImage.from_msg(cmsg), 1 << 24),
@@ -316,7 +317,7 @@ def main() -> int:
         options[label] = {"bytes": size, "cloud_ms": statistics.median(runs) * 1000}
 
     # compressed inputs (transport: compressed): what decoding costs in place of the raw "decode" stage
-    from sam_ovseg_ros import compressed
+    from sam_ovseg_ros.ros import compressed
 
     codecs = {"jpeg colour (q 95)": lambda f: compressed.encode_color(f[1], "jpeg", 95),
               "png colour": lambda f: compressed.encode_color(f[1], "png"),

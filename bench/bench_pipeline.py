@@ -27,11 +27,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sam_ovseg_ros.samplebag import load_frames  # noqa: E402
+from sam_ovseg_ros.tools.samplebag import load_frames  # noqa: E402
 
 
 def median_ms(values) -> float:
@@ -43,7 +42,8 @@ def stage_medians(cfg, data: list, frames: int, warm: int = 2) -> dict:
     pipeline; per-stage and total medians in ms (CUDA synchronised around each frame)."""
     import torch
 
-    from sam_ovseg_ros import models, pipeline
+    from sam_ovseg_ros import model_registry as models
+    from sam_ovseg_ros.core import frame_pipeline as pipeline
 
     p = pipeline.Pipeline(models.build(cfg, log=lambda s_: None))
     cuda = cfg.device == "cuda"
@@ -68,9 +68,9 @@ def stage_medians(cfg, data: list, frames: int, warm: int = 2) -> dict:
 
 
 def bench_tiny(frames: int, device: str) -> dict:
-    from sam_ovseg_ros.cloud import Intrinsics
-    from sam_ovseg_ros.config import NodeConfig
-    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.core.cloud import Intrinsics
+    from sam_ovseg_ros.core.config import NodeConfig
+    from sam_ovseg_ros.core.frame_types import Frame
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +90,7 @@ def bench_tiny(frames: int, device: str) -> dict:
 def write_random_sam(folder: Path, model_type: str) -> Path:
     import torch
 
-    from sam_ovseg_ros import sam
+    from sam_ovseg_ros.segmenters import sam
 
     path = folder / f"random_sam_{model_type}.pth"
     if not path.exists():
@@ -104,7 +104,7 @@ def write_random_sam2(folder: Path, model_type: str) -> Path:
     import torch
     from transformers import Sam2Model
 
-    from sam_ovseg_ros import sam2
+    from sam_ovseg_ros.segmenters import sam2
 
     path = folder / f"random_sam2_{model_type}"
     if not path.exists():
@@ -118,7 +118,8 @@ def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("origi
     preset's encoder/decoder/post."""
     import torch
 
-    from sam_ovseg_ros import depth, sam, sam2
+    from sam_ovseg_ros.core import depth
+    from sam_ovseg_ros.segmenters import generator, sam, sam2
 
     _, rgb, d, _ = load_frames()[0]
     img = depth.render(d, depth.to_metres(d, 0.001), "original", "inferno", 0.001, 0.3, 5.0)
@@ -128,11 +129,11 @@ def bench_sam_grid(model_type: str, device: str, amp, reps: int, presets=("origi
             model = sam2.load(write_random_sam2(Path(tmp), model_type), model_type, device)
         else:
             model = sam.load(model_type, write_random_sam(Path(tmp), model_type), device)
-        gen = sam.MaskGenerator(model, amp)
+        gen = generator.MaskGenerator(model, amp)
         for preset in presets:
             # random weights predict meaningless IoU/stability: filters off, so the decoder and the
             # post-processing see every candidate (worst case for both presets)
-            p = replace(sam.PRESETS[preset], pred_iou_thresh=0.0, stability_score_thresh=0.0)
+            p = replace(generator.PRESETS[preset], pred_iou_thresh=0.0, stability_score_thresh=0.0)
             runs = []
             for _ in range(reps + 1):
                 if device == "cuda":
@@ -214,7 +215,7 @@ def write_random_sam3(folder: Path) -> Path:
     from transformers import Sam3Config, Sam3Model, Sam3Processor
     from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
 
-    from sam_ovseg_ros.sam3 import clip_tokenizer
+    from sam_ovseg_ros.segmenters.sam3 import clip_tokenizer
 
     path = folder / "random_sam3"
     torch.manual_seed(0)
@@ -229,11 +230,11 @@ def bench_cuda(frames: int, reps: int) -> dict:
     (default and reduce-overhead = CUDA graphs)."""
     import torch
 
-    from sam_ovseg_ros import sam
-    from sam_ovseg_ros.cloud import Intrinsics
-    from sam_ovseg_ros.config import NodeConfig
-    from sam_ovseg_ros.frame import Frame
+    from sam_ovseg_ros.core.cloud import Intrinsics
+    from sam_ovseg_ros.core.config import NodeConfig
+    from sam_ovseg_ros.core.frame_types import Frame
     from sam_ovseg_ros.ovseg import OVSegConfig, OVSegModel
+    from sam_ovseg_ros.segmenters import sam
 
     res: dict = {}
     data = [Frame(rgb, d, Intrinsics.from_k(k, 640, 480)) for _, rgb, d, k in load_frames()]

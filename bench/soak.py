@@ -56,11 +56,11 @@ def main() -> int:
     from geometry_msgs.msg import TransformStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
+    from rosharness import Harness, NodeProcess
     from tf2_msgs.msg import TFMessage
 
-    from rosharness import Harness, NodeProcess
     from sam_ovseg_ros.msg import SegmentArray
-    from sam_ovseg_ros.samplebag import load_frames
+    from sam_ovseg_ros.tools.samplebag import load_frames
 
     a.out.mkdir(parents=True, exist_ok=True)
     node = NodeProcess(NS, {"weights_dir": str(REPO / "build" / "weights"), "sync.slop": 0.0,

@@ -5,13 +5,14 @@
 import os
 import sys
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import declare_node_args, image_remaps, node_overrides  # noqa: E402

@@ -13,12 +13,13 @@ image and camera_info inputs; player:=ros2 uses ros2 bag play.
 import os
 import sys
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import declare_node_args, image_remaps, node_overrides  # noqa: E402

@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(session, config, items):
 def backend(request, monkeypatch) -> str:
     """Runs a test on the compiled kernels (sam_ovseg_ros/kernels.c, which make setup builds: a
     missing build fails here, not silently slower) and again on the NumPy paths they replace."""
-    from sam_ovseg_ros import kernels
+    from sam_ovseg_ros.core import kernels
 
     if request.param == "compiled":
         assert kernels.available, f"compiled kernels: {kernels.where}"

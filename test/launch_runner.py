@@ -3,9 +3,10 @@ file (ros2cli is not on PyPI): include the file with its arguments in a LaunchSe
 it ends or SIGINT."""
 import sys
 
-from launch import LaunchDescription, LaunchService
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+from launch import LaunchDescription, LaunchService
 
 
 def main(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from sam_ovseg_ros import compressed, topics
+from sam_ovseg_ros.ros import compressed, topics
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = topics.FRAME_OUTPUTS
@@ -68,7 +68,7 @@ class NodeProcess:
     def __init__(self, namespace: str, params: dict | None = None, log_dir: Path | None = None,
                  remaps: dict | None = None) -> None:
         self.namespace = namespace
-        args = [sys.executable, "-m", "sam_ovseg_ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
+        args = [sys.executable, "-m", "sam_ovseg_ros.ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
         for k, v in {"profile": "tiny", "device": "cpu", **(params or {})}.items():
             args += ["-p", f"{k}:={_param_text(v)}"]
         for k, v in (remaps or {}).items():
@@ -149,8 +149,9 @@ class Harness:
         self.arrival: dict[str, list] = defaultdict(list)
         self.counts: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        from sam_ovseg_ros.msg import SegmentArray, Vocabulary
         from visualization_msgs.msg import MarkerArray
+
+        from sam_ovseg_ros.msg import SegmentArray, Vocabulary
 
         types = {"depth_colormap": Image, "instances": Image, "semantic": Image, "overlay": Image,
                  "points": PointCloud2, "segments": SegmentArray, "markers": MarkerArray}
@@ -369,13 +370,13 @@ def check_frame(out, rgb, d, k, stamp, class_names):
 
 def img(msg) -> np.ndarray:
     """Decoded array of a received Image (rgb8 or 16UC1)."""
-    from sam_ovseg_ros.image_codec import RawImage, decode, ENCODINGS
+    from sam_ovseg_ros.ros.image_codec import ENCODINGS, RawImage, decode
 
     return np.array(decode(RawImage.from_msg(msg), tuple(ENCODINGS), 1 << 30))
 
 
 def cloud_array(msg) -> np.ndarray:
-    from sam_ovseg_ros.cloud import POINT_DTYPE
+    from sam_ovseg_ros.core.cloud import POINT_DTYPE
 
     return np.frombuffer(bytes(msg.data), POINT_DTYPE).reshape(msg.height, msg.width)
 
@@ -417,8 +418,8 @@ def d435_data(data):
 
 def d435_registered_z(depth_msg, color_info, depth_info, tf) -> np.ndarray:
     """z of the D435 depth registered into the colour camera with the recording's extrinsic (what the cloud holds)."""
-    from sam_ovseg_ros import depth, registration
-    from sam_ovseg_ros.cloud import Intrinsics
+    from sam_ovseg_ros.core import depth, registration
+    from sam_ovseg_ros.core.cloud import Intrinsics
 
     d = np.frombuffer(depth_msg.data.tobytes(), np.uint16).reshape(480, 640)
     rot = registration.quat_to_matrix(tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w)

@@ -18,7 +18,7 @@ def load(frame: str = "1660") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def segmenter_inputs(frames=("1660", "5560")) -> dict[str, np.ndarray]:
     """What SAM-like segmenters see on these frames: the original depth rendering and the colour image."""
-    from sam_ovseg_ros import depth
+    from sam_ovseg_ros.core import depth
 
     out = {}
     for f in frames:

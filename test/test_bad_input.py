@@ -4,12 +4,12 @@ import time
 
 import numpy as np
 import pytest
+from rosharness import image_msg, img, info_msg, node_rig, set_params, stamp_of
+from scannet import load
 from sensor_msgs.msg import Image
 
-from rosharness import img, image_msg, info_msg, node_rig, set_params, stamp_of
-from sam_ovseg_ros import depth
-from sam_ovseg_ros.config import DEFAULT_CLASSES
-from scannet import load
+from sam_ovseg_ros.core import depth
+from sam_ovseg_ros.core.config import DEFAULT_CLASSES
 
 pytestmark = pytest.mark.dds
 

@@ -1,11 +1,11 @@
 """Back-projection and the PointCloud2 layout, exact on real ScanNet depth."""
 import numpy as np
 import pytest
-
-from sam_ovseg_ros import cloud, depth
-from sam_ovseg_ros.cloud import POINT_DTYPE, Intrinsics
-from sam_ovseg_ros.instances import measure
 from scannet import FRAMES, load
+
+from sam_ovseg_ros.core import cloud, depth
+from sam_ovseg_ros.core.cloud import POINT_DTYPE, Intrinsics
+from sam_ovseg_ros.core.instances import measure
 
 
 @pytest.mark.parametrize("frame", FRAMES)
@@ -46,10 +46,10 @@ def test_dense_keeps_only_valid_points_in_order():
     flagged is_dense; the pipeline builds the organized cloud it selects from in reused memory."""
     from std_msgs.msg import Header
 
-    from sam_ovseg_ros import messages
-    from sam_ovseg_ros.config import NodeConfig
-    from sam_ovseg_ros.frame import Frame
-    from sam_ovseg_ros.pipeline import Pipeline
+    from sam_ovseg_ros.core.config import NodeConfig
+    from sam_ovseg_ros.core.frame_pipeline import Pipeline
+    from sam_ovseg_ros.core.frame_types import Frame
+    from sam_ovseg_ros.ros import messages
 
     rgb, d, k = load("2760")
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
@@ -97,8 +97,9 @@ def test_bad_intrinsics_are_reported():
 
 
 def test_pointcloud2_message_layout():
-    from sam_ovseg_ros import messages
     from std_msgs.msg import Header
+
+    from sam_ovseg_ros.ros import messages
 
     rgb, d, k = load("1660")
     pts = cloud.build_points(cloud.Backprojector(), depth.to_metres(d, 0.001), rgb, Intrinsics.from_k(k, 640, 480))
@@ -113,9 +114,9 @@ def test_pointcloud2_message_layout():
 
 def test_decimated_cloud_is_every_nth_point_of_the_full_one(backend):
     """cloud.decimation n: rows and columns 0, n, 2n... of the organized cloud, a quarter of the bytes at 2."""
-    from sam_ovseg_ros.config import NodeConfig
-    from sam_ovseg_ros.frame import Frame
-    from sam_ovseg_ros.pipeline import Pipeline
+    from sam_ovseg_ros.core.config import NodeConfig
+    from sam_ovseg_ros.core.frame_pipeline import Pipeline
+    from sam_ovseg_ros.core.frame_types import Frame
 
     rgb, d, k = load("2760")
     frame = Frame(rgb, d, Intrinsics.from_k(k, 640, 480))
@@ -137,8 +138,8 @@ def test_empty_and_structured_buffers_build_messages():
     """An empty map (width 0) and structured point arrays go into messages with one copy, byte for byte."""
     from std_msgs.msg import Header
 
-    from sam_ovseg_ros import messages
-    from sam_ovseg_ros.messages import MAP_POINT_DTYPE
+    from sam_ovseg_ros.ros import messages
+    from sam_ovseg_ros.ros.messages import MAP_POINT_DTYPE
 
     empty = messages.point_cloud(np.zeros((1, 0), MAP_POINT_DTYPE), Header())
     assert empty.width == 0 and len(empty.data) == 0
@@ -155,8 +156,8 @@ def test_message_keeps_the_one_copy_of_its_buffer_and_markers_refill():
 
     from std_msgs.msg import Header
 
-    from sam_ovseg_ros import messages
-    from sam_ovseg_ros.frame import Segment
+    from sam_ovseg_ros.core.frame_types import Segment
+    from sam_ovseg_ros.ros import messages
 
     img = messages.image(np.arange(12, dtype=np.uint16).reshape(3, 4), "16UC1", Header())
     assert isinstance(img.data, array.array) and bytes(img.data) == np.arange(12, dtype="<u2").tobytes()

@@ -6,7 +6,6 @@ import signal
 import time
 
 import pytest
-
 from workspace import PACKAGE, REPO, Workspace
 
 pytestmark = pytest.mark.workspace

@@ -4,11 +4,11 @@ import time
 
 import numpy as np
 import pytest
-
 from rosharness import cloud_array, compressed_msg, img, info_msg, node_rig
-from sam_ovseg_ros import compressed
-from sam_ovseg_ros.image_codec import ImageDecodeError
 from scannet import load
+
+from sam_ovseg_ros.ros import compressed
+from sam_ovseg_ros.ros.image_codec import ImageDecodeError
 
 S = 1_000_000_000
 

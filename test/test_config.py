@@ -1,8 +1,8 @@
 """The typed configuration, its validation, and the bundled vocabularies."""
 import pytest
 
-from sam_ovseg_ros import config, vocabulary
-from sam_ovseg_ros.config import ConfigError, NodeConfig
+from sam_ovseg_ros.core import config, vocabulary
+from sam_ovseg_ros.core.config import ConfigError, NodeConfig
 
 
 def test_every_leaf_has_a_dotted_name_and_roundtrips():

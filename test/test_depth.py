@@ -2,9 +2,9 @@
 import matplotlib
 import numpy as np
 import pytest
-
-from sam_ovseg_ros import depth
 from scannet import FRAMES, load
+
+from sam_ovseg_ros.core import depth
 
 
 def original_literal(depth_mm: np.ndarray, cmap: str = "inferno") -> np.ndarray:

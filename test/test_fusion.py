@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from sam_ovseg_ros import fusion
-from sam_ovseg_ros.instances import masks_to_instances, measure, segments_from_instances
+from sam_ovseg_ros.core import fusion
+from sam_ovseg_ros.core.instances import masks_to_instances, measure, segments_from_instances
 
 
 def box(h, w, y0, y1, x0, x1):
@@ -209,8 +209,8 @@ def test_host_paths_equal_per_mask_references(case, backend):
     """Instance image, vote and segment measures from the compiled kernels (mask runs) and from the
     box-windowed OpenCV passes equal the per-mask boolean-selection versions exactly (centroids: to
     float64 summation order)."""
-    from sam_ovseg_ros import cloud, depth
-    from sam_ovseg_ros.cloud import Intrinsics
+    from sam_ovseg_ros.core import cloud, depth
+    from sam_ovseg_ros.core.cloud import Intrinsics
 
     masks, labels, k, real = host_cases()[case]
     areas, boxes = masks.sum((1, 2)), boxes_of(masks)
@@ -265,7 +265,7 @@ def test_vote_refuses_labels_outside_the_classes(backend):
 def test_table_lookup_without_opencv_16bit_tables(monkeypatch):
     """OpenCV 4 (a distribution's python3-opencv) looks up 8-bit images only: the 16-bit tables of the
     instance ids, the semantic image and the overlay fall back to np.take with the same result."""
-    from sam_ovseg_ros import instances as inst_mod
+    from sam_ovseg_ros.core import instances as inst_mod
 
     rng = np.random.default_rng(7)
     ids = rng.integers(0, 300, (48, 64)).astype(np.uint16)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sam_ovseg_ros.image_codec import ImageDecodeError, RawImage, decode_color, decode_depth, encode
+from sam_ovseg_ros.ros.image_codec import ImageDecodeError, RawImage, decode_color, decode_depth, encode
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)

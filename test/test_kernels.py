@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from sam_ovseg_ros import cloud, depth, fusion, instances, kernels
-from sam_ovseg_ros.cloud import Intrinsics
 from scannet import load
+
+from sam_ovseg_ros.core import cloud, depth, fusion, instances, kernels
+from sam_ovseg_ros.core.cloud import Intrinsics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def test_wrong_inputs_are_refused_before_the_c_code():
                                          ("libc.so.6", "sok_version")])
 def test_missing_or_foreign_library_falls_back_with_a_reason(setting, why):
     env = dict(os.environ, SAM_OVSEG_KERNELS=setting)
-    out = subprocess.run([sys.executable, "-c", "from sam_ovseg_ros import kernels; print(kernels.available); "
+    out = subprocess.run([sys.executable, "-c", "from sam_ovseg_ros.core import kernels; print(kernels.available); "
                           "print(kernels.where)"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     available, where = out.stdout.splitlines()

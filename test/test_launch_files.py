@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from rosharness import Harness, check_frame, cloud_array, d435_data, d435_registered_z, img, stamp_of
 from scannet import load
 from workspace import PACKAGE, REPO

@@ -12,8 +12,9 @@ import pytest
 
 launch_testing = pytest.importorskip(
     "launch_testing", reason="launch_testing is not installed (ROS 2 install only; test_node.py covers this here)")
-import launch  # noqa: E402
 import launch_ros.actions  # noqa: E402
+
+import launch  # noqa: E402
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 sys.path.insert(0, os.path.dirname(__file__))
@@ -30,7 +31,6 @@ def generate_test_description():
 class TestFrame(unittest.TestCase):
     def test_outputs_of_a_scannet_frame(self):
         import rclpy
-
         from rosharness import Harness, img
         from scannet import load
 

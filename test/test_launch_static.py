@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sam_ovseg_ros import config, topics
+from sam_ovseg_ros.core import config
+from sam_ovseg_ros.ros import topics
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
@@ -166,7 +167,7 @@ def test_rviz_config_shows_node_outputs():
 def test_qos_override_file_latches_tf_static():
     from rclpy.qos import DurabilityPolicy
 
-    from sam_ovseg_ros.replay import load_overrides
+    from sam_ovseg_ros.tools.replay import load_overrides
 
     qos = load_overrides(REPO / "config" / "qos_overrides.yaml")
     assert qos["/tf_static"].durability == DurabilityPolicy.TRANSIENT_LOCAL

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import TransformStamped
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosharness import call_service, node_rig
+from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from rosharness import call_service, node_rig
-from sam_ovseg_ros import samplebag
-from sam_ovseg_ros.messages import MAP_POINT_DTYPE
 from sam_ovseg_ros.msg import ObjectArray
-from sensor_msgs.msg import PointCloud2
+from sam_ovseg_ros.ros.messages import MAP_POINT_DTYPE
+from sam_ovseg_ros.tools import samplebag
 
 pytestmark = pytest.mark.dds
 

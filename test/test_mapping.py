@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from sam_ovseg_ros.mapping import VoxelMap, unpack
-from sam_ovseg_ros.samplebag import load_posed_frames
+from sam_ovseg_ros.tools.samplebag import load_posed_frames
 
 VOXEL = 0.05
 
@@ -119,7 +119,7 @@ def test_memory_stays_bounded_and_the_newest_view_is_kept():
 
 def test_pixel_stride_two_keeps_the_map_within_a_voxel(frames):
     """map.pixel_stride 2 (every 2nd row and column): nearly every voxel of the full map, the rest next to one."""
-    from sam_ovseg_ros.cloud import Backprojector, Intrinsics
+    from sam_ovseg_ros.core.cloud import Backprojector, Intrinsics
     from sam_ovseg_ros.mapping.mapper import Mapper
 
     maps = []

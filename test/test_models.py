@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from sam_ovseg_ros import models
-from sam_ovseg_ros.weights import WeightsError
+from sam_ovseg_ros import model_registry as models
+from sam_ovseg_ros.core.weights import WeightsError
 
 
 def test_auto_falls_back_to_cpu_with_a_warning():
@@ -30,7 +30,7 @@ def test_cuda_out_of_memory_becomes_a_skipped_frame():
 
 
 def test_missing_real_weights_fail_at_startup_naming_the_file(tmp_path):
-    from sam_ovseg_ros.config import NodeConfig
+    from sam_ovseg_ros.core.config import NodeConfig
 
     cfg = NodeConfig(profile="default", device="cpu", weights_dir=str(tmp_path))
     with pytest.raises(WeightsError, match=r"sam_vit_h_4b8939\.pth.*dl\.fbaipublicfiles\.com"):

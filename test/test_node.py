@@ -7,11 +7,12 @@ images at the same pixel, segments describe the instance image, semantic is the 
 
 import numpy as np
 import pytest
-
 from rosharness import check_frame, cloud_array, describe_params, get_params, img, node_rig, set_params
-from sam_ovseg_ros import config as config_mod, depth, vocabulary
-from sam_ovseg_ros.config import DEFAULT_CLASSES
 from scannet import load
+
+from sam_ovseg_ros.core import config as config_mod
+from sam_ovseg_ros.core import depth, vocabulary
+from sam_ovseg_ros.core.config import DEFAULT_CLASSES
 
 pytestmark = pytest.mark.dds
 

@@ -1,10 +1,10 @@
 """The overlay: fixed palette, untouched background, outlines, captions inside the largest component."""
 import numpy as np
+from scannet import load
 from scipy import ndimage
 
-from sam_ovseg_ros import overlay
-from sam_ovseg_ros.frame import Segment
-from scannet import load
+from sam_ovseg_ros.core import overlay
+from sam_ovseg_ros.core.frame_types import Segment
 
 
 def test_palette_is_fixed_per_id():

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-
 from rosharness import image_msg, info_msg, node_rig, stamp_of
 from scannet import load
 

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sam_ovseg_ros.core.weights import WeightsError, WeightSpec, verify
 from sam_ovseg_ros.ovseg import OVSegConfig, OVSegModel, build_model, build_predictor, load_into, read_state_dict
 from sam_ovseg_ros.ovseg.clip import encode_masked, encode_text
 from sam_ovseg_ros.ovseg.predictor import aggregate, postprocess
-from sam_ovseg_ros.weights import WeightsError, WeightSpec, verify
 
 pytestmark = pytest.mark.model
 

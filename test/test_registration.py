@@ -8,9 +8,9 @@ align rule), and the nearest surface wins where several land on one colour pixel
 """
 import numpy as np
 
-from sam_ovseg_ros import cloud
-from sam_ovseg_ros.cloud import Intrinsics
-from sam_ovseg_ros.registration import quat_to_matrix, register
+from sam_ovseg_ros.core import cloud
+from sam_ovseg_ros.core.cloud import Intrinsics
+from sam_ovseg_ros.core.registration import quat_to_matrix, register
 
 KD = Intrinsics(100.0, 100.0, 39.5, 29.5, 80, 60)
 KC = Intrinsics(150.0, 150.0, 99.5, 74.2, 200, 150)

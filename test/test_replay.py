@@ -16,10 +16,11 @@ import rclpy
 from geometry_msgs.msg import Transform
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
+from rosharness import Harness, NodeProcess, cloud_array, d435_data, d435_registered_z, info_msg
 from sensor_msgs.msg import CameraInfo
 
-from rosharness import Harness, NodeProcess, cloud_array, d435_data, d435_registered_z, info_msg
-from sam_ovseg_ros import bagio, samplebag, topics
+from sam_ovseg_ros.ros import topics
+from sam_ovseg_ros.tools import bagio, samplebag
 
 pytestmark = pytest.mark.dds
 
@@ -33,7 +34,7 @@ def replay(bag, ns, remaps, record, expect, extra=()):
     # the node reads the extrinsic transient-local too, but camera_info volatile only: a sample sent
     # before the node's reader has matched the player's writer is lost for that reader (once seen
     # with 1.5 s at the end of a full run on two busy cores, for the extrinsic before it was latched)
-    cmd = [sys.executable, "-m", "sam_ovseg_ros.replay", str(bag), "--wait", "120", "--settle", "3",
+    cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag), "--wait", "120", "--settle", "3",
            "--record", str(record), "--topics", *[f"/{ns}/sam_ovseg/{t}" for t in OUT],
            "--linger", "90", "--expect", str(expect), *extra]
     for a, b in remaps.items():
@@ -175,7 +176,7 @@ def test_extrinsic_sent_before_the_node_started_is_used(rclpy_context, data, tmp
 def test_replay_latches_what_a_bag_sends_once(data):
     """The extrinsic and camera_infos of the D435 recording (one message each) are published latched,
     the depth stream (two frames) and its metadata are not."""
-    from sam_ovseg_ros.replay import latched
+    from sam_ovseg_ros.tools.replay import latched
 
     with AnyReader([data / "d435" / "single_depth_color_640x480.bag"]) as r:
         got = {c.topic.removeprefix("/device_0/"): latched(c) for c in r.connections}

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from scannet import segmenter_inputs
 from segment_anything import SamAutomaticMaskGenerator
 
-from sam_ovseg_ros import sam
-from sam_ovseg_ros.weights import WeightsError
-from scannet import segmenter_inputs
+from sam_ovseg_ros.core.weights import WeightsError
+from sam_ovseg_ros.segmenters import generator, sam
 
 pytestmark = pytest.mark.model
 
@@ -27,10 +27,10 @@ def canonical(masks, areas, boxes):
 
 
 @pytest.mark.parametrize("params", [
-    sam.PRESETS["tiny"],
-    sam.GenParams(points_per_side=6, points_per_batch=10, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+    generator.PRESETS["tiny"],
+    generator.GenParams(points_per_side=6, points_per_batch=10, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                   box_nms_thresh=0.5, min_mask_region_area=0),
-    sam.GenParams(points_per_side=10, points_per_batch=37, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+    generator.GenParams(points_per_side=10, points_per_batch=37, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                   box_nms_thresh=0.9, min_mask_region_area=300),
 ], ids=["tiny", "no-cleanup", "odd-batches"])
 def test_generator_equals_segment_anything(tiny, images, params):
@@ -40,7 +40,7 @@ def test_generator_equals_segment_anything(tiny, images, params):
         model, points_per_side=params.points_per_side, points_per_batch=params.points_per_batch,
         pred_iou_thresh=params.pred_iou_thresh, stability_score_thresh=params.stability_score_thresh,
         box_nms_thresh=params.box_nms_thresh, min_mask_region_area=params.min_mask_region_area)
-    ours = sam.MaskGenerator(model)
+    ours = generator.MaskGenerator(model)
     compared = 0
     for img in images.values():
         ref = [r for r in official.generate(img) if r["area"] > 0]
@@ -55,9 +55,9 @@ def test_generator_equals_segment_anything(tiny, images, params):
 
 def test_tiny_model_gives_several_partial_masks_on_real_frames(tiny, images):
     _, model = tiny
-    gen = sam.MaskGenerator(model)
+    gen = generator.MaskGenerator(model)
     for name, img in images.items():
-        out = gen.generate(img, sam.PRESETS["tiny"])
+        out = gen.generate(img, generator.PRESETS["tiny"])
         partial = [a for a, b in zip(out.areas, out.boxes)
                    if a >= 500 and (b[2] - b[0]) * (b[3] - b[1]) < 0.8 * img.shape[0] * img.shape[1]]
         assert len(out.masks) >= 2 and len(partial) >= 2, name
@@ -95,18 +95,18 @@ def test_loader_rejects_missing_corrupt_and_mismatched(tiny, tmp_path):
 
 
 def test_presets_and_overrides():
-    from sam_ovseg_ros.config import SamConfig
+    from sam_ovseg_ros.core.config import SamConfig
 
-    orig = sam.params_for(SamConfig(preset="original"), "default")
+    orig = generator.params_for(SamConfig(preset="original"), "default")
     assert (orig.points_per_side, orig.points_per_batch, orig.pred_iou_thresh, orig.stability_score_thresh,
             orig.box_nms_thresh, orig.min_mask_region_area) == (64, 64, 0.5, 0.8, 0.7, 100)
-    p = sam.params_for(SamConfig(preset="fast", points_per_side=20, stability_score_thresh=0.9,
+    p = generator.params_for(SamConfig(preset="fast", points_per_side=20, stability_score_thresh=0.9,
                                  min_mask_region_area=0), "default")
     assert (p.points_per_side, p.stability_score_thresh, p.min_mask_region_area, p.pred_iou_thresh) == (20, 0.9, 0, 0.5)
-    assert sam.params_for(SamConfig(preset="original"), "tiny").points_per_side == 8
+    assert generator.params_for(SamConfig(preset="original"), "tiny").points_per_side == 8
 
 
 def test_bit_packing_roundtrip():
     b = torch.rand(5, 7, 13) > 0.5
-    assert torch.equal(sam.unpack_bits(sam.pack_bits(b), (7, 13)), b)
-    assert sam.pack_bits(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 2)
+    assert torch.equal(generator.unpack_bits(generator.pack_bits(b), (7, 13)), b)
+    assert generator.pack_bits(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 2)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from rosharness import check_frame, node_rig
-from sam_ovseg_ros import sam, sam2
-from sam_ovseg_ros.weights import WeightsError
 from scannet import load, segmenter_inputs
+
+from sam_ovseg_ros.core.weights import WeightsError
+from sam_ovseg_ros.segmenters import generator, sam2
 
 pytestmark = pytest.mark.model
 
@@ -70,10 +70,10 @@ def test_generator_equals_the_original_sam2(original, golden, frames, case):
     boxes, predicted IoU and stability. ``filters_cleanup`` has IoU and stability filters and min_mask_region_area
     100, which SAM 2 hands only to its low-resolution hole filling (its CUDA extension): no clean-up, as here."""
     side, batch, iou, stab, nms, area = json.loads(str(golden["cases"]))[case]
-    gen = sam.MaskGenerator(original)
+    gen = generator.MaskGenerator(original)
     compared = 0
     for name, img in frames.items():
-        got = gen.generate(img, sam.GenParams(side, batch, iou, stab, nms, area))
+        got = gen.generate(img, generator.GenParams(side, batch, iou, stab, nms, area))
         key = f"{case}/{name}"
         ref = np.unpackbits(golden[key + "/masks"], axis=-1)[..., : img.shape[1]].astype(bool)
         x, y, w, h = golden[key + "/boxes"].T
@@ -114,9 +114,9 @@ def test_tiny_profile_gives_several_partial_masks_on_real_frames(tmp_path, frame
     again = sam2.load(sam2.tiny_folder(tmp_path / "again"), "tiny")  # written afresh from the same seed
     for (k, v), (k2, v2) in zip(prompter.model.state_dict().items(), again.model.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
-    gen = sam.MaskGenerator(prompter)
+    gen = generator.MaskGenerator(prompter)
     for name, img in frames.items():
-        out = gen.generate(img, sam.PRESETS["tiny"])
+        out = gen.generate(img, generator.PRESETS["tiny"])
         hw = img.shape[0] * img.shape[1]
         partial = [a for a, b in zip(out.areas, out.boxes) if a >= 500 and (b[2] - b[0]) * (b[3] - b[1]) < 0.8 * hw]
         assert len(partial) >= 3, name

@@ -4,11 +4,11 @@ over DDS with segmenter:=sam3 (no OVSeg) including a run-time vocabulary change.
 import numpy as np
 import pytest
 import torch
-
 from rosharness import check_frame, node_rig, set_params
-from sam_ovseg_ros import sam3
-from sam_ovseg_ros.weights import WeightsError
 from scannet import load
+
+from sam_ovseg_ros.core.weights import WeightsError
+from sam_ovseg_ros.segmenters import sam3
 
 pytestmark = pytest.mark.model
 

@@ -2,7 +2,7 @@
 import threading
 import time
 
-from sam_ovseg_ros.sync import LatestSlot, PairSync, StampedLatest
+from sam_ovseg_ros.ros.sync import LatestSlot, PairSync, StampedLatest
 
 MS = 1_000_000
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from sam_ovseg_ros.samplebag import matrix_to_tq
-from sam_ovseg_ros.tf_buffer import TfBuffer, TransformError
+from sam_ovseg_ros.ros.tf_buffer import TfBuffer, TransformError
+from sam_ovseg_ros.tools.samplebag import matrix_to_tq
 
 S = 1_000_000_000
 
@@ -82,7 +82,7 @@ def test_matrix_quaternion_round_trip():
     for _ in range(20):
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
-        from sam_ovseg_ros.tf_buffer import matrix
+        from sam_ovseg_ros.ros.tf_buffer import matrix
         m = matrix(rng.normal(size=3), q)
         t, q2 = matrix_to_tq(m)
         np.testing.assert_allclose(matrix(t, q2), m, atol=1e-12)

@@ -1,7 +1,7 @@
 """Tracker on hand-built instance-image sequences: identity through motion, occlusion, split/merge."""
 import numpy as np
 
-from sam_ovseg_ros.tracking import Tracker, iou_matrix
+from sam_ovseg_ros.mapping.tracking import Tracker, iou_matrix
 
 
 def frame(*boxes, shape=(60, 80)) -> tuple[np.ndarray, int]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sam_ovseg_ros import demo, weights
-from sam_ovseg_ros.weights import WeightSpec
+from sam_ovseg_ros.core import weights
+from sam_ovseg_ros.core.weights import WeightSpec
+from sam_ovseg_ros.tools import demo
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cloud import pack_rgb, unpack_rgb, write_ply as write_ply_records
-from ..tracking import Tracker
-from .voxel_map import ObjectStats, VoxelMap
+from sam_ovseg_ros.core.cloud import pack_rgb, unpack_rgb
+from sam_ovseg_ros.core.cloud import write_ply as write_ply_records
+from sam_ovseg_ros.mapping.tracking import Tracker
+from sam_ovseg_ros.mapping.voxel_map import ObjectStats, VoxelMap
 
 
 @dataclass

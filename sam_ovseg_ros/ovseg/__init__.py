@@ -3,6 +3,8 @@
     cfg = OVSegConfig.full()
     predictor = build_predictor(cfg, "ovseg_swinbase_vitL14_ft_mpt.pth", device="cuda")
     out = predictor.infer(rgb, ["chair", "table"], aggregation="original")
+
+Imports ``core`` only (checkpoint files, config).
 """
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadReport, load_into, read_state_dict
-from .config import OVSegConfig
-from .model import OVSegModel
-from .predictor import OVSegOutput, OVSegPredictor
+from sam_ovseg_ros.ovseg.checkpoint import LoadReport, load_into, read_state_dict
+from sam_ovseg_ros.ovseg.config import OVSegConfig
+from sam_ovseg_ros.ovseg.model import OVSegModel
+from sam_ovseg_ros.ovseg.predictor import OVSegOutput, OVSegPredictor
 
 
 def build_model(cfg: OVSegConfig, weights: str | Path | None, device="cpu") -> tuple[OVSegModel, LoadReport | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..weights import WeightsError, check_layout, describe
+from sam_ovseg_ros.core.weights import WeightsError, check_layout, describe
 
 # Training-only entries that a released checkpoint may carry; read and dropped.
 IGNORED_KEYS = ("criterion.empty_weight",)
@@ -64,7 +64,7 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "chec
     model.load_state_dict(sd, strict=True, assign=assign)
     for name, buf in model.named_buffers():
         if name.endswith("relative_position_index") and buf.device.type != "meta":
-            from .swin import relative_position_index
+            from sam_ovseg_ros.ovseg.swin import relative_position_index
 
             if not torch.equal(buf, relative_position_index(int(round(buf.shape[0] ** 0.5)))):
                 raise WeightsError(f"{source}: {name} is not the index of a square window; wrong file?")

@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    from ..weights import WeightsError
-    from . import build_predictor
-    from .config import OVSegConfig
+    from sam_ovseg_ros.core.weights import WeightsError
+    from sam_ovseg_ros.ovseg import build_predictor
+    from sam_ovseg_ros.ovseg.config import OVSegConfig
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

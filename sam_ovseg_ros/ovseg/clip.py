@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VILD_TEMPLATES, ClipConfig
+from sam_ovseg_ros.ovseg.config import VILD_TEMPLATES, ClipConfig
 
 
 def build_clip(cfg: ClipConfig) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import HeadConfig
+from sam_ovseg_ros.ovseg.config import HeadConfig
 
 
 class ConvNorm(nn.Conv2d):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .clip import build_clip
-from .config import CLIP_MEAN, CLIP_STD, OVSegConfig
-from .heads import SemSegHead
-from .swin import SwinBackbone
+from sam_ovseg_ros.ovseg.clip import build_clip
+from sam_ovseg_ros.ovseg.config import CLIP_MEAN, CLIP_STD, OVSegConfig
+from sam_ovseg_ros.ovseg.heads import SemSegHead
+from sam_ovseg_ros.ovseg.swin import SwinBackbone
 
 
 class ClipAdapter(nn.Module):

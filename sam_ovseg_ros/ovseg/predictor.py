@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .clip import TextFeatures, encode_masked, patch_keep
-from .config import CLIP_MEAN, DEFAULT_MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, OVSegConfig
-from .model import OVSegModel
+from sam_ovseg_ros.ovseg.clip import TextFeatures, encode_masked, patch_keep
+from sam_ovseg_ros.ovseg.config import CLIP_MEAN, DEFAULT_MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, OVSegConfig
+from sam_ovseg_ros.ovseg.model import OVSegModel
 
 TEMPERATURE = 100.0
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SwinConfig
+from sam_ovseg_ros.ovseg.config import SwinConfig
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .config import OVSegConfig
-from ..weights import save_state_dict
-from .model import OVSegModel
+from sam_ovseg_ros.core.weights import save_state_dict
+from sam_ovseg_ros.ovseg.config import OVSegConfig
+from sam_ovseg_ros.ovseg.model import OVSegModel
 
 TINY_SEED = 100  # of 110 seeds tried, the one giving >= 2 classes (>1 % px) on every ScanNet sample
 

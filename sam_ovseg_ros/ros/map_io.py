@@ -1,0 +1,94 @@
+"""The semantic map beside the frame flow: the frame's pose from TF, the latched map topics on a timer,
+and the map services.
+
+A frame without a pose is still published; only the map skips it, with a throttled warning naming
+the missing link. ``~/map/points``, ``~/map/objects`` and ``~/map/markers`` are transient-local, so a
+late RViz gets the map at once; they are rebuilt only when something was integrated.
+"""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from sam_ovseg_ros.core.config import NodeConfig
+from sam_ovseg_ros.core.frame_types import Frame
+from sam_ovseg_ros.msg import ObjectArray
+from sam_ovseg_ros.ros import messages, tf_listener, topics
+from sam_ovseg_ros.ros.tf_buffer import TransformError
+
+
+class MapInterface:
+    def __init__(self, node, mapper, cfg: NodeConfig, stats, problems) -> None:
+        self.node, self.mapper, self.stats, self.problems = node, mapper, stats, problems
+        self.tf = tf_listener.make(node)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_points = node.create_publisher(PointCloud2, "~/" + topics.MAP_OUTPUTS[0], latched)
+        self.pub_objects = node.create_publisher(ObjectArray, "~/" + topics.MAP_OUTPUTS[1], latched)
+        self.pub_markers = node.create_publisher(MarkerArray, "~/" + topics.MAP_OUTPUTS[2], latched)
+        node.create_service(Trigger, "~/" + topics.MAP_SERVICES[0], self._on_clear)
+        node.create_service(Trigger, "~/" + topics.MAP_SERVICES[1], self._on_save)
+        node.create_timer(cfg.map.publish_period, self._publish)
+        self._published_stamp = -1
+        node.get_logger().info(f"map: {cfg.map.voxel_size} m voxels in '{cfg.map.frame}' (poses from "
+                               f"{self.tf.backend} TF)")
+
+    def pose(self, frame: Frame, frame_id: str, cfg: NodeConfig) -> None:
+        """frame.pose = map.frame <- colour frame at the image stamp, or a throttled warning naming what is
+        missing (the frame is still processed and published; only the map skips it)."""
+        if not frame_id:
+            reason = "the colour image has an empty frame_id"
+        else:
+            try:
+                frame.pose = self.tf.lookup(cfg.map.frame, frame_id, frame.stamp_ns, cfg.map.tf_timeout)
+                return
+            except TransformError as exc:
+                reason = str(exc)
+        self.stats.count("map_skipped")
+        if self.problems.once_per_period("map_tf", reason):
+            self.node.get_logger().warning(
+                f"map: no transform {cfg.map.frame} <- '{frame_id}' at {frame.stamp_ns / 1e9:.3f} s: {reason}. The "
+                "frame is published; the map skips it (repeats throttled to one per 5 s)")
+
+    def _publish(self) -> None:
+        """Timer callback: an error here must not stop the executor (it is logged, throttled)."""
+        try:
+            self.publish_now()
+        except Exception as exc:
+            if self.problems.throttle.ok("map_publish"):
+                self.node.get_logger().error(f"publishing the map failed: {exc}\n{traceback.format_exc()}")
+
+    def publish_now(self) -> None:
+        if self.mapper.stamp_ns == self._published_stamp:
+            return  # nothing integrated since the last publication: no snapshot either
+        cfg = self.node.config()
+        snap = self.mapper.snapshot(cfg.classes)
+        self._published_stamp = snap.stamp_ns
+        header = messages.Header(frame_id=cfg.map.frame)
+        header.stamp.sec, header.stamp.nanosec = divmod(snap.stamp_ns, 1_000_000_000)
+        self.pub_points.publish(messages.map_points(snap, header))
+        self.pub_objects.publish(messages.map_objects(snap, header))
+        self.pub_markers.publish(messages.map_markers(snap, header, self.node.get_name() + "/map",
+                                                      cfg.markers.text_size))
+
+    def _on_clear(self, request, response):
+        self.mapper.clear()
+        self._published_stamp = -1
+        response.success, response.message = True, "map cleared"
+        return response
+
+    def _on_save(self, request, response):
+        cfg = self.node.config()
+        try:
+            ply, js = self.mapper.save(Path(cfg.map.save_dir).expanduser(), cfg.classes)
+        except OSError as exc:
+            response.success, response.message = False, f"cannot save the map: {exc}"
+            return response
+        response.success, response.message = True, f"{ply} {js}"
+        self.node.get_logger().info(f"map saved: {ply}, {js}")
+        return response
