@@ -13,7 +13,7 @@ NODE_ARGS = {
     "sam_checkpoint": ("sam.checkpoint", "SAM .pth (default: <weights_dir>/sam_vit_h_4b8939.pth)"),
     "ovseg_checkpoint": ("ovseg.checkpoint", "OVSeg .pth (default: <weights_dir>/ovseg_swinbase_vitL14_ft_mpt.pth)"),
     "weights_dir": ("weights_dir", "folder of the checkpoints (default $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros)"),
-    "vocabulary": ("vocabulary_file", "bundled list (ade20k_150, coco_stuff_171, scannet_200) or a file"),
+    "vocabulary": ("vocabulary_file", "bundled list (ade20k_150, coco_stuff_171, scannet_200) or a file (start-up)"),
     "fusion_mode": ("fusion.mode", "vote | mask_clip"),
     "transport": ("transport", "raw | compressed (image_transport's compressed colour + compressedDepth depth)"),
     "map_frame": ("map.frame", "fixed frame of the semantic map (poses from /tf)"),

@@ -96,9 +96,10 @@ class NodeProcess:
             time.sleep(0.1)
         return False
 
-    def stop(self) -> int:
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """SIGINT (Ctrl-C) or SIGTERM (a launch or systemd stop) for a clean stop; SIGKILL for a crash."""
         if self.alive():
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

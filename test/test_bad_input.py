@@ -179,8 +179,8 @@ def test_empty_or_duplicate_classes_are_rejected_and_unknown_names_work(rig, fra
     for bad, reason in (([""], "empty names"), (["a", "a"], "duplicate"), ([" "], "empty names")):
         res = set_params(h, {"classes": bad})
         assert not res[0].successful and reason in res[0].reason
-    res = set_params(h, {"vocabulary_file": "no_such_list"})
-    assert not res[0].successful and "neither a file nor one of the bundled" in res[0].reason
+    res = set_params(h, {"vocabulary_list": "no_such_list"})
+    assert not res[0].successful and "vocabulary_list must be one of" in res[0].reason
     # names no dataset has are fine for an open vocabulary
     assert set_params(h, {"classes": ["zorblax", "flumph gadget"]})[0].successful
     try:

@@ -26,7 +26,7 @@ def rig(rclpy_context, tmp_path_factory):
 
 
 # the run-time parameters tests change, at their start-up values: every test leaves the node as it found it
-DEFAULTS = {"classes": DEFAULT_CLASSES, "vocabulary_file": "", "sam.input": "depth", "fusion.mode": "vote",
+DEFAULTS = {"classes": DEFAULT_CLASSES, "vocabulary_list": "", "sam.input": "depth", "fusion.mode": "vote",
             "cloud.organized": True}
 
 
@@ -143,16 +143,25 @@ def test_parameters_describe_themselves(rig):
     assert not refused[0].successful
 
 
-def test_classes_show_the_vocabulary_file_in_use(rig):
+def test_classes_show_the_bundled_list_in_use(rig):
+    """At run time the vocabulary changes through classes or a bundled list; files are the operator's choice at
+    start-up: anyone on the graph setting vocabulary_file or map.save_dir is refused, nothing is read."""
     node, h = rig
+    for name, value in (("vocabulary_file", "/etc/passwd"), ("map.save_dir", "/tmp/elsewhere"),
+                        ("weights_dir", "/tmp"), ("ovseg.checkpoint", "/etc/shadow")):
+        res = set_params(h, {name: value})[0]
+        assert not res.successful and "only takes effect at start-up" in res.reason, name
+    assert list(get_params(h, ["classes"])[0].string_array_value) == DEFAULT_CLASSES
     before = h.count("vocabulary")
-    assert all(r.successful for r in set_params(h, {"vocabulary_file": "ade20k_150"}))
+    assert all(r.successful for r in set_params(h, {"vocabulary_list": "ade20k_150"}))
     ade = vocabulary.load("ade20k_150")
     assert list(get_params(h, ["classes"])[0].string_array_value) == ade
     assert h.wait_for("vocabulary", lambda m: list(m.class_names) == ade, timeout=10, since=before)
     rgb, d, k = load("2760")
     out = frame_outputs(h, rgb, d, k, 9_000_000_000)
     check_frame(out, rgb, d, k, 9_000_000_000, ade)
+    assert all(r.successful for r in set_params(h, {"classes": DEFAULT_CLASSES}))  # classes alone: the list is cleared
+    assert get_params(h, ["vocabulary_list"])[0].string_value == ""
 
 
 def test_dense_cloud_is_the_valid_points_of_the_organized_one(rig):

@@ -123,7 +123,9 @@ class MapConfig:
     voxel_size: float = 0.05  # m
     max_voxels: int = 2_000_000  # the oldest (then farthest) voxels go beyond this
     publish_period: float = 1.0  # s between ~/map/points, ~/map/objects, ~/map/markers
-    save_dir: str = "~/.ros/sam_ovseg_map"  # ~/map/save writes map.ply and objects.json here
+    save_dir: str = "~/.ros/sam_ovseg_map"  # start-up only: the map's file (map_state.npz) and ~/map/save's export
+    autosave_period: float = 30.0  # s between saves of the map (and one at a clean stop); 0 = off
+    load_on_start: bool = True  # load map_state.npz from save_dir at start-up
     tf_timeout: float = 0.1  # s to wait for the frame's transform before skipping the map for it
     min_object_voxels: int = 5  # smaller objects are not reported
     pixel_stride: int = 2  # integrate every n-th row and column (2: samples <= 1.5 cm apart up to 4.5 m)
@@ -145,7 +147,8 @@ class NodeConfig:
     device: str = "auto"  # cuda | cpu | auto (cuda when available, else cpu with a warning)
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16 | fp16
     classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
-    vocabulary_file: str = ""  # a file with one name per line, or a bundled list name
+    vocabulary_file: str = ""  # start-up only: a file with one name per line, or a bundled list name
+    vocabulary_list: str = ""  # a bundled list; may change at run time (files may not)
     weights_dir: str = ""  # "" = $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros
     torch_threads: int = 0  # 0 = leave torch's default
     max_image_pixels: int = 4096 * 4096  # larger images are refused, not allocated
@@ -187,6 +190,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "depth.normalization": ("original", "fixed"),
     "qos.reliability": ("reliable", "best_effort"),
     "registration.mode": ("auto", "on", "off"),
+    "vocabulary_list": ("", "ade20k_150", "coco_stuff_171", "scannet_200"),
 }
 
 # Parameters that only take effect at start-up (models, subscriptions); the rest apply on the next frame.
@@ -195,8 +199,13 @@ STARTUP_ONLY = (
     "sam2.model_type", "sam2.checkpoint",
     "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
     "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
-    "tracking.max_age",
+    "tracking.max_age", "map.autosave_period", "map.load_on_start",
+    # files and folders are the operator's choice: nobody on the ROS graph may point the node at others
+    "vocabulary_file", "map.save_dir",
 )
+# Parameters that name files or folders (all start-up only, above).
+FILE_PARAMS = ("vocabulary_file", "weights_dir", "sam.checkpoint", "sam2.checkpoint", "sam3.checkpoint",
+               "ovseg.checkpoint", "map.save_dir")
 
 
 # What each parameter means, with unit and range; the node puts these in its ParameterDescriptors
@@ -210,7 +219,10 @@ DESCRIPTIONS: dict[str, str] = {
     "classes": "the vocabulary: class names in id order (semantic value k+1 = classes[k]); changes apply "
                "from the next frame; replaced by the file's names when vocabulary_file is set",
     "vocabulary_file": "a file with one class name per line, or a bundled list (ade20k_150, coco_stuff_171, "
-                       "scannet_200); '' = use classes",
+                       "scannet_200); '' = use classes. Names: letters, digits, spaces and , - ' . / ( ) & only, at "
+                       "most 100 characters, at most 4096 names",
+    "vocabulary_list": "a bundled vocabulary (ade20k_150, coco_stuff_171, scannet_200) that replaces classes; may "
+                       "change at run time; '' = use classes (or vocabulary_file)",
     "weights_dir": "folder of the checkpoints; '' = $SAM_OVSEG_WEIGHTS or ~/.cache/sam_ovseg_ros",
     "torch_threads": "CPU threads for torch; 0 = torch's default",
     "max_image_pixels": "larger images (width x height, pixels) are refused instead of allocated; >= 1",
@@ -285,7 +297,12 @@ DESCRIPTIONS: dict[str, str] = {
     "map.voxel_size": "edge of a map voxel, metres; > 0",
     "map.max_voxels": "map size bound: the voxels seen longest ago, then the farthest, are dropped; >= 1",
     "map.publish_period": "seconds between ~/map/points, ~/map/objects and ~/map/markers; > 0",
-    "map.save_dir": "folder where ~/map/save writes map.ply and objects.json",
+    "map.save_dir": "folder of the map's own file (map_state.npz: autosaves, loaded at start-up) and of what "
+                    "~/map/save writes (map.ply, objects.json); nothing is written elsewhere",
+    "map.autosave_period": "seconds between saves of the map to map.save_dir/map_state.npz (also one at a clean "
+                           "stop); 0 = off; >= 0",
+    "map.load_on_start": "load map.save_dir/map_state.npz at start-up when present (a map of another map.frame, "
+                         "voxel size or format, or a damaged file, is set aside, not mixed in)",
     "map.tf_timeout": "seconds to wait for a frame's transform before the map skips that frame; >= 0",
     "map.min_object_voxels": "objects with fewer voxels are not reported; >= 1",
     "map.pixel_stride": "integrate every n-th row and column of the frame; 1 = every pixel. At 2 the samples "
@@ -364,20 +381,41 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
     raise ConfigError(f"{name}: unsupported type {type(current).__name__}")
 
 
+MAX_CLASSES = 4096  # names in a vocabulary (the semantic image holds 65534; text encoding is the cost)
+MAX_NAME_CHARS = 100  # characters in a class name (CLIP reads 77 tokens)
+MAX_STRING_CHARS = 4096  # any other string parameter (paths, frame names, colormaps)
+NAME_PUNCTUATION = " ,-'./()&"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class name (without repeating it), or None."""
+    if len(name) > MAX_NAME_CHARS:
+        return f"longer than {MAX_NAME_CHARS} characters"
+    if not all(c.isalnum() or c in NAME_PUNCTUATION for c in name):
+        return "a character other than letters, digits, spaces and , - ' . / ( ) &"
+    return None
+
+
 def validate_classes(names: list[str]) -> list[str]:
-    """Names stripped; rejects an empty list, empty names and duplicates (ids must be unambiguous)."""
+    """Names stripped; rejects an empty or over-long list, empty, over-long or non-name strings, and duplicates
+    (ids must be unambiguous). Messages give positions, never the names' text."""
+    if len(names) > MAX_CLASSES:
+        raise ConfigError(f"classes: {len(names)} names, at most {MAX_CLASSES}")
     cleaned = [str(n).strip() for n in names]
     if not cleaned:
         raise ConfigError("classes must not be empty")
     empty = [i for i, n in enumerate(cleaned) if not n]
     if empty:
-        raise ConfigError(f"classes has empty names at positions {empty}")
-    seen: set[str] = set()
-    dups = sorted({n for n in cleaned if n in seen or seen.add(n)})
+        raise ConfigError(f"classes has empty names at positions {empty[:10]}")
+    for i, n in enumerate(cleaned):
+        why = name_problem(n)
+        if why:
+            raise ConfigError(f"classes: the name at position {i} has {why}" if why.startswith("a ")
+                              else f"classes: the name at position {i} is {why}")
+    first: dict[str, int] = {}
+    dups = [i for i, n in enumerate(cleaned) if first.setdefault(n, i) != i]
     if dups:
-        raise ConfigError(f"classes has duplicate names: {dups}")
-    if len(cleaned) > 65534:
-        raise ConfigError("classes: at most 65534 names fit a 16-bit label image")
+        raise ConfigError(f"classes has duplicate names at positions {dups[:10]} (the same name came earlier)")
     return cleaned
 
 
@@ -388,6 +426,13 @@ def validate(cfg: NodeConfig) -> None:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
     cfg.classes = validate_classes(cfg.classes)
+    for name, value in iter_leaves(cfg):
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise ConfigError(f"{name}: longer than {MAX_STRING_CHARS} characters")
+    if cfg.vocabulary_file and cfg.vocabulary_list:
+        raise ConfigError("set vocabulary_file or vocabulary_list, not both")
+    if cfg.map.autosave_period < 0:
+        raise ConfigError("map.autosave_period must be >= 0 (0 = off)")
     if cfg.sync.slop < 0:
         raise ConfigError("sync.slop must be >= 0")
     if cfg.sync.queue_size < 1 or cfg.qos.depth < 1:

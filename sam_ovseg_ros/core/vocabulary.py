@@ -1,9 +1,17 @@
-"""Class-name lists: bundled vocabularies (config/vocabularies/*.txt) and user files."""
+"""Class-name lists: bundled vocabularies (config/vocabularies/*.txt) and user files.
+
+A file must look like a vocabulary, or it is refused with its name and the rule it broke, never its
+content (an operator's typo must not turn into a log of some other file): UTF-8, at most 1 MiB, one
+name per line (blank lines and ``#`` comments skipped), each a class name by ``config.name_problem``,
+at most ``config.MAX_CLASSES`` of them, no duplicates.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from sam_ovseg_ros.core.config import validate_classes
+from sam_ovseg_ros.core.config import MAX_CLASSES, ConfigError, name_problem, validate_classes
+
+MAX_FILE_BYTES = 1 << 20
 
 BUNDLED = ("ade20k_150", "coco_stuff_171", "scannet_200")
 
@@ -25,14 +33,52 @@ def resolve(name_or_path: str) -> Path:
     if path.is_file():
         return path
     if name_or_path in BUNDLED:
-        for d in _search_dirs():
-            cand = d / f"{name_or_path}.txt"
-            if cand.is_file():
-                return cand
+        return bundled(name_or_path)
     raise FileNotFoundError(f"vocabulary '{name_or_path}' is neither a file nor one of the bundled {list(BUNDLED)}")
 
 
+def bundled(name: str) -> Path:
+    """The file of a bundled list; never a path from outside the package."""
+    if name in BUNDLED:
+        for d in _search_dirs():
+            cand = d / f"{name}.txt"
+            if cand.is_file():
+                return cand
+    raise FileNotFoundError(f"'{name}' is not one of the bundled vocabularies {list(BUNDLED)}")
+
+
 def load(name_or_path: str) -> list[str]:
-    """Names in file order; blank lines and '#' comments are skipped; validated (unique, non-empty)."""
-    lines = resolve(name_or_path).read_text(encoding="utf-8").splitlines()
-    return validate_classes([ln for ln in (l.strip() for l in lines) if ln and not ln.startswith("#")])
+    """Names in file order (see the module docstring for the rules); ValueError names the file and the rule."""
+    return read_names(resolve(name_or_path))
+
+
+def load_bundled(name: str) -> list[str]:
+    return read_names(bundled(name))
+
+
+def read_names(path: Path) -> list[str]:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is not a vocabulary: {size} bytes, at most {MAX_FILE_BYTES}")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a vocabulary: not UTF-8 text") from None
+    names = []
+    for i, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        why = name_problem(name)
+        if why:
+            raise ValueError(f"{path} is not a vocabulary: line {i} has {why}" if why.startswith("a ")
+                             else f"{path} is not a vocabulary: line {i} is {why}")
+        names.append(name)
+        if len(names) > MAX_CLASSES:
+            raise ValueError(f"{path} is not a vocabulary: more than {MAX_CLASSES} names")
+    try:
+        return validate_classes(names)
+    except ConfigError as exc:
+        raise ValueError(f"{path} is not a vocabulary: {exc}") from None

@@ -40,6 +40,7 @@ class Mapper:
         self.tracker = Tracker(iou_threshold, max_age, overlap_3d)
         self.min_object_voxels = min_object_voxels
         self.stamp_ns = 0
+        self.revision = 0  # counts every change of the map (integration, clear, load): what a save compares
         self._lock = threading.Lock()
 
     def step(self, instances: np.ndarray, semantic: np.ndarray, rgb: np.ndarray, depth_m: np.ndarray,
@@ -71,6 +72,7 @@ class Mapper:
                 labels = semantic[valid].astype(np.int64) - 1
                 self.map.integrate(fv, packed, labels, class_names, np.asarray(classes), tracks, pose[:3, 3])
                 self.stamp_ns = stamp_ns
+                self.revision += 1
             t["map_integrate"] = time.perf_counter() - t0
         return tracks
 
@@ -82,6 +84,7 @@ class Mapper:
     def clear(self) -> None:
         with self._lock:
             self.map.clear()
+            self.revision += 1
 
     def snapshot(self, class_names: list[str]) -> MapSnapshot:
         with self._lock:
@@ -90,12 +93,14 @@ class Mapper:
                                m.object_stats(self.min_object_voxels), list(class_names), self.stamp_ns, m.nbytes())
 
     def save(self, folder: Path, class_names: list[str]) -> tuple[Path, Path]:
-        """A binary PLY of the voxels (x y z, colour, label, object) and a JSON of the objects."""
+        """A binary PLY of the voxels (x y z, colour, label, object) and a JSON of the objects, for people and
+        viewers (the map's own file is persistence.MAP_FILE); each written whole or not at all."""
+        from sam_ovseg_ros.mapping.persistence import atomic_write
+
         snap = self.snapshot(class_names)
         folder.mkdir(parents=True, exist_ok=True)
-        ply, js = folder / "map.ply", folder / "objects.json"
-        write_ply(ply, snap)
-        js.write_text(json.dumps(objects_json(snap), indent=1))
+        ply = atomic_write(folder / "map.ply", lambda p: write_ply(p, snap))
+        js = atomic_write(folder / "objects.json", lambda p: p.write_text(json.dumps(objects_json(snap), indent=1)))
         return ply, js
 
 

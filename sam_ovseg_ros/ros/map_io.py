@@ -1,9 +1,11 @@
 """The semantic map beside the frame flow: the frame's pose from TF, the latched map topics on a timer,
-and the map services.
+the map services, and the map's file.
 
 A frame without a pose is still published; only the map skips it, with a throttled warning naming
 the missing link. ``~/map/points``, ``~/map/objects`` and ``~/map/markers`` are transient-local, so a
-late RViz gets the map at once; they are rebuilt only when something was integrated.
+late RViz gets the map at once; they are rebuilt only when the map changed. The map is loaded from
+``map.save_dir`` at start-up (and published at once), saved there every ``map.autosave_period`` from a
+snapshot on a writer thread, and once more at a clean stop; ``~/map/clear`` removes the file too.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam_ovseg_ros.core.config import NodeConfig
 from sam_ovseg_ros.core.frame_types import Frame
+from sam_ovseg_ros.mapping.persistence import MapStore
 from sam_ovseg_ros.msg import ObjectArray
 from sam_ovseg_ros.ros import messages, tf_listener, topics
 from sam_ovseg_ros.ros.tf_buffer import TransformError
@@ -34,9 +37,15 @@ class MapInterface:
         node.create_service(Trigger, "~/" + topics.MAP_SERVICES[0], self._on_clear)
         node.create_service(Trigger, "~/" + topics.MAP_SERVICES[1], self._on_save)
         node.create_timer(cfg.map.publish_period, self._publish)
-        self._published_stamp = -1
-        node.get_logger().info(f"map: {cfg.map.voxel_size} m voxels in '{cfg.map.frame}' (poses from "
-                               f"{self.tf.backend} TF)")
+        self._published_revision = -1
+        log = node.get_logger()
+        log.info(f"map: {cfg.map.voxel_size} m voxels in '{cfg.map.frame}' (poses from {self.tf.backend} TF)")
+        self.store = MapStore(Path(cfg.map.save_dir).expanduser(), cfg.map.frame, cfg.map.voxel_size,
+                              log=log.info, warn=log.warning)
+        if cfg.map.load_on_start and self.store.load(mapper):
+            self.publish_now()  # the saved map is on the latched topics before the first frame
+        if cfg.map.autosave_period > 0:
+            node.create_timer(cfg.map.autosave_period, self._autosave)
 
     def pose(self, frame: Frame, frame_id: str, cfg: NodeConfig) -> None:
         """frame.pose = map.frame <- colour frame at the image stamp, or a throttled warning naming what is
@@ -64,11 +73,12 @@ class MapInterface:
                 self.node.get_logger().error(f"publishing the map failed: {exc}\n{traceback.format_exc()}")
 
     def publish_now(self) -> None:
-        if self.mapper.stamp_ns == self._published_stamp:
-            return  # nothing integrated since the last publication: no snapshot either
+        revision = self.mapper.revision
+        if revision == self._published_revision:
+            return  # nothing changed since the last publication: no snapshot either
         cfg = self.node.config()
         snap = self.mapper.snapshot(cfg.classes)
-        self._published_stamp = snap.stamp_ns
+        self._published_revision = revision
         header = messages.Header(frame_id=cfg.map.frame)
         header.stamp.sec, header.stamp.nanosec = divmod(snap.stamp_ns, 1_000_000_000)
         self.pub_points.publish(messages.map_points(snap, header))
@@ -76,10 +86,26 @@ class MapInterface:
         self.pub_markers.publish(messages.map_markers(snap, header, self.node.get_name() + "/map",
                                                       cfg.markers.text_size))
 
+    def _autosave(self) -> None:
+        """Timer: copy the map (the worker waits only for the copy) and write it on the writer thread."""
+        try:
+            self.store.save(self.mapper, block=False)
+        except Exception as exc:
+            if self.problems.throttle.ok("map_save"):
+                self.node.get_logger().error(f"saving the map failed: {exc}\n{traceback.format_exc()}")
+
+    def shutdown(self) -> None:
+        """A clean stop: the map as it is now goes to its file."""
+        self.store.wait()
+        saved = self.store.save(self.mapper, block=True) is not None
+        if self.store.path.exists() and self.store.saved_revision == self.mapper.revision:
+            self.node.get_logger().info(f"map: {self.store.path} holds the map at this stop"
+                                        + ("" if saved else " (saved before, unchanged since)"))
+
     def _on_clear(self, request, response):
         self.mapper.clear()
-        self._published_stamp = -1
-        response.success, response.message = True, "map cleared"
+        self.store.remove()
+        response.success, response.message = True, f"map cleared (and {self.store.path})"
         return response
 
     def _on_save(self, request, response):

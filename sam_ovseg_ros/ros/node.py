@@ -109,6 +109,8 @@ class SamOvsegNode(Node):
         self.inputs.jobs.close()
         self._worker.join(timeout=10)
         self.outputs.stop()
+        if self.map is not None:
+            self.map.shutdown()
 
 
 def main(args=None) -> int:

@@ -41,7 +41,7 @@ class NodeParameters:
         self.node, self.on_change = node, on_change
         self._lock = threading.Lock()
         self._cfg = self._declare()
-        node.add_pre_set_parameters_callback(self._with_file_classes)
+        node.add_pre_set_parameters_callback(self._with_list_classes)
         node.add_on_set_parameters_callback(self._on_set)
         node.add_post_set_parameters_callback(self._post_set)
 
@@ -63,25 +63,28 @@ class NodeParameters:
             except ConfigError as exc:
                 raise ConfigError(f"parameter {exc}") from None
         try:
-            apply_vocabulary_file(cfg)
+            config_mod.validate(cfg)  # before any file is read: both vocabulary sources set is an error
+            apply_vocabulary(cfg)
             config_mod.validate(cfg)
         except ConfigError as exc:
             raise ConfigError(f"invalid parameters: {exc}") from None
-        if cfg.vocabulary_file:  # `classes` shows the vocabulary in use (callbacks are not registered yet)
+        if cfg.vocabulary_file or cfg.vocabulary_list:  # `classes` shows the names in use (no callbacks yet)
             self.node.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, cfg.classes)])
         return cfg
 
-    def _with_file_classes(self, params: list[Parameter]) -> list[Parameter]:
-        """Pre-set hook: a new vocabulary_file also sets `classes` to its names, so the parameter
-        always reflects the vocabulary in use (a bad file is left for the validation to reject)."""
+    def _with_list_classes(self, params: list[Parameter]) -> list[Parameter]:
+        """Pre-set hook keeping `classes` the vocabulary in use: a new vocabulary_list also sets `classes` to
+        its names; `classes` set alone clears vocabulary_list (a bad list is left for validation to reject)."""
         names = {p.name for p in params}
         for p in params:
-            if p.name == "vocabulary_file" and p.value and "classes" not in names:
+            if p.name == "vocabulary_list" and p.value and "classes" not in names:
                 try:
-                    classes = vocabulary.load(p.value)
+                    classes = vocabulary.load_bundled(p.value)
                 except (OSError, ValueError):
-                    break
+                    return params
                 return [*params, Parameter("classes", Parameter.Type.STRING_ARRAY, classes)]
+        if "classes" in names and "vocabulary_list" not in names and self.config().vocabulary_list:
+            return [*params, Parameter("vocabulary_list", Parameter.Type.STRING, "")]
         return params
 
     def candidate(self, params: list[Parameter]) -> NodeConfig:
@@ -94,8 +97,9 @@ class NodeParameters:
             if p.name == "use_sim_time" or not is_config_param(p.name):
                 continue
             config_mod.set_leaf(cfg, p.name, p.value if p.value is not None else [])
-            if p.name == "vocabulary_file":
-                apply_vocabulary_file(cfg)
+        if any(p.name == "vocabulary_list" for p in params) and cfg.vocabulary_list:
+            config_mod.validate(cfg)  # the list name is one of the bundled ones before anything is read
+            apply_vocabulary(cfg)
         config_mod.validate(cfg)
         return cfg
 
@@ -114,10 +118,13 @@ class NodeParameters:
         self.on_change(old, cfg)
 
 
-def apply_vocabulary_file(cfg: NodeConfig) -> None:
-    """``classes`` from ``vocabulary_file`` when one is set."""
-    if cfg.vocabulary_file:
-        try:
+def apply_vocabulary(cfg: NodeConfig) -> None:
+    """``classes`` from ``vocabulary_file`` (start-up) or the bundled ``vocabulary_list`` when one is set."""
+    try:
+        if cfg.vocabulary_file:
             cfg.classes = vocabulary.load(cfg.vocabulary_file)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"vocabulary_file: {exc}") from None
+        elif cfg.vocabulary_list:
+            cfg.classes = vocabulary.load_bundled(cfg.vocabulary_list)
+    except (OSError, ValueError) as exc:
+        which = "vocabulary_file" if cfg.vocabulary_file else "vocabulary_list"
+        raise ConfigError(f"{which}: {exc}") from None
