@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_map.py
+	$(PY) bench/bench_map_save.py
 
 clean:
 	rm -rf build out

@@ -310,15 +310,16 @@ def check_frame(out, rgb, d, k, stamp, class_names):
         header = msg.markers[0].header if name == "markers" else msg.header
         assert stamp_of(type("m", (), {"header": header})) == stamp, name
         assert header.frame_id == "camera_color_optical_frame", name
+    h, w = d.shape
     dc = img(out["depth_colormap"])
-    assert out["depth_colormap"].encoding == "rgb8" and dc.shape == (480, 640, 3)
+    assert out["depth_colormap"].encoding == "rgb8" and dc.shape == (h, w, 3)
     inst, sem = img(out["instances"]), img(out["semantic"])
     assert out["instances"].encoding == out["semantic"].encoding == "16UC1"
     pc = out["points"]
-    assert (pc.height, pc.width, pc.point_step, pc.is_dense) == (480, 640, 24, False)
+    assert (pc.height, pc.width, pc.point_step, pc.is_dense) == (h, w, 24, False)
     pts = cloud_array(pc)
     # cloud = back-projection of the input depth, colours of the input image
-    v, u = np.mgrid[0:480, 0:640]
+    v, u = np.mgrid[0:h, 0:w]
     z = d.astype(np.float64) / 1000.0 if d.dtype == np.uint16 else d.astype(np.float64)
     valid = np.isfinite(z) & (z > 0)
     assert np.array_equal(np.isnan(pts["z"]), ~valid)

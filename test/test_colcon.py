@@ -23,7 +23,7 @@ for n in names:
     m = importlib.import_module("{pkg}." + n)
     where[n] = m.__file__
 from {pkg}.msg import ObjectArray, SegmentArray, Vocabulary
-from {pkg} import kernels, vocabulary
+from {pkg}.core import kernels, vocabulary
 where["msg"] = sys.modules["{pkg}.msg"].__file__
 print(json.dumps({{"modules": where, "kernels": kernels.where, "available": kernels.available,
                   "vocabulary": str(vocabulary.resolve("ade20k_150"))}}))

@@ -120,8 +120,8 @@ def test_truncated_and_foreign_files_are_refused_and_set_aside(frames, tmp_path)
         assert aside[-1].read_bytes() == bad and path.exists()
         for f in aside:
             f.unlink()
-    with zipfile.ZipFile(path, "a") as z:  # a valid zip, header not ours
-        z.writestr("header.npy", b"junk")
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("header.npy", b"junk")  # a valid zip whose header is not ours
     with pytest.raises(persistence.MapFileError):
         persistence.read(path, "map", 0.05)
 

@@ -7,6 +7,7 @@ Association, in order, greedy by overlap (best pairs first, each track and insta
 2. 3D (when the frame has a pose): share of map voxels an unmatched instance has in common with
    an unmatched track's last voxels, ``|A & B| / min(|A|, |B|)``: catches camera motion too large
    for the masks to overlap.
+   Frames of another resolution (a camera that changed mode) are left out of the 2D step.
 3. Everything else starts a new track. Ids count up and are never reused within a run; a track
    not seen for ``max_age`` frames is forgotten.
 """
@@ -82,6 +83,8 @@ class Tracker:
         for img, present in reversed(self._history):  # newest first
             if not free_inst:
                 break
+            if img.shape != instances.shape:
+                continue  # a frame of another resolution (the camera changed mode): masks do not compare
             cand = np.array([t for t in present if t not in taken and t in self._tracks], np.int64)
             if len(cand) == 0:
                 continue

@@ -145,7 +145,7 @@ class FrameInputs:
         except image_codec.ImageDecodeError as exc:
             raise InputError("depth_image", f"depth/image: {exc}") from None
         slop = int(round(cfg.sync.slop * 1e9))
-        info = self._pick_info(self._color_info, "color", job.stamp_ns, slop)
+        info = self._pick_info(self._color_info, "color", job.stamp_ns, slop, color.shape[:2])
         if info is None:
             raise InputError("camera_info_missing", "no message on color/camera_info yet")
         frame = Frame(color=color, depth=depth, k=Intrinsics.from_k(info.k, info.width, info.height),
@@ -153,20 +153,25 @@ class FrameInputs:
         self._set_registration(frame, cfg, slop)
         return frame
 
-    def _pick_info(self, infos: StampedLatest, which: str, stamp: int, slop: int):
+    def _pick_info(self, infos: StampedLatest, which: str, stamp: int, slop: int, hw: tuple[int, int]):
         """camera_info for this stamp. A camera that stamps one info per frame (RealSense) may deliver it
         just after the images (DDS orders per topic only): wait up to 0.2 s for it. Unstamped/static
         infos (bags with one info) then use the newest. While no color info has ever arrived, wait
         up to FIRST_INFO_WAIT_S: a best-effort copy lost in the first burst of images comes by the
-        reliable route only after Fast DDS's next heartbeat (3 s), and a bag may hold one info."""
-        info, matched = infos.pick(stamp, slop)
+        reliable route only after Fast DDS's next heartbeat (3 s), and a bag may hold one info. Only infos of
+        the image's size ``hw`` are candidates: after a camera changes resolution, one of the old size is
+        never paired with a new frame (the frame is skipped, saying so, until one of its size arrives)."""
+        def fits(i) -> bool:
+            return (i.height, i.width) == tuple(hw)
+
+        info, matched = infos.pick(stamp, slop, fits)
         required_and_absent = info is None and which == "color"  # depth/camera_info is optional
         if not matched and (self._info_per_frame[which] or required_and_absent):
             t0 = time.monotonic()
             deadline = t0 + (FIRST_INFO_WAIT_S if required_and_absent else 0.2)
             while not matched and time.monotonic() < deadline and self.running():
                 time.sleep(0.005)
-                info, matched = infos.pick(stamp, slop)
+                info, matched = infos.pick(stamp, slop, fits)
                 if required_and_absent and info is not None:
                     self.node.get_logger().info(f"first {which}/camera_info arrived {time.monotonic() - t0:.2f} s "
                                                 "after the first frame")
@@ -179,7 +184,7 @@ class FrameInputs:
         mode = cfg.registration.mode
         if mode == "off":
             return
-        dinfo = self._pick_info(self._depth_info, "depth", frame.stamp_ns, slop)
+        dinfo = self._pick_info(self._depth_info, "depth", frame.stamp_ns, slop, frame.depth.shape[:2])
         if dinfo is None:
             if mode == "on":
                 raise InputError("camera_info_missing", "registration.mode is 'on' but no depth/camera_info received")

@@ -119,16 +119,21 @@ class StampedLatest(Generic[T]):
                     break
             self._items.append((stamp_ns, item))
 
-    def pick(self, stamp_ns: int, slop_ns: int) -> tuple[T | None, bool]:
+    def pick(self, stamp_ns: int, slop_ns: int, fits: Callable[[T], bool] | None = None) -> tuple[T | None, bool]:
         """(item, matched): the nearest within slop if any, else the last to arrive (intrinsics are static;
-        arrival order, not stamp order, so that a bag loop's earlier stamps take over)."""
+        arrival order, not stamp order, so that a bag loop's earlier stamps take over). With ``fits`` (e.g.
+        the image's size) only fitting items are candidates; when none fits, the last to arrive is returned
+        unmatched, for the caller to report."""
         with self._lock:
             if not self._items:
                 return None, False
-            near = min(self._items, key=lambda si: abs(si[0] - stamp_ns))
+            items = [si for si in self._items if fits is None or fits(si[1])]
+            if not items:
+                return self._items[-1][1], False
+            near = min(items, key=lambda si: abs(si[0] - stamp_ns))
             if abs(near[0] - stamp_ns) <= slop_ns:
                 return near[1], True
-            return self._items[-1][1], False
+            return items[-1][1], False
 
 
 class LatestSlot(Generic[T]):
