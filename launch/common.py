@@ -17,6 +17,7 @@ NODE_ARGS = {
     "fusion_mode": ("fusion.mode", "vote | mask_clip"),
     "transport": ("transport", "raw | compressed (image_transport's compressed colour + compressedDepth depth)"),
     "map_frame": ("map.frame", "fixed frame of the semantic map (poses from /tf)"),
+    "map_save_dir": ("map.save_dir", "folder of the map's file (loaded at start-up, autosaved) and its exports"),
 }
 # transport: compressed -> the node's image inputs and the suffix image_transport adds to a raw topic
 COMPRESSED_INPUTS = {"color/image": ("color/image/compressed", "/compressed"),

@@ -72,7 +72,9 @@ def actions(context):
         inputs = [topic for node_input, topic in remaps if node_input in REQUIRED_INPUTS]
         player = Node(package="sam_ovseg_ros", executable="sam_ovseg_replay", name="sam_ovseg_replay",
                       output="screen",
-                      arguments=[bag, "--clock", "--rate", rate, "--wait", "600", "--wait-for", *inputs,
+                      # --settle: the node matches our publishers a moment after we see its subscriptions; a
+                      # bag's single camera_info sent before that would be lost to its volatile readers
+                      arguments=[bag, "--clock", "--rate", rate, "--wait", "600", "--wait-for", *inputs, "--settle", "2",
                                  "--qos-profile-overrides-path", qos] + (["--loop"] if loop else [])
                       + (["--remap", *renames] if renames else []))
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",

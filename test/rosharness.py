@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -68,12 +69,15 @@ class NodeProcess:
     def __init__(self, namespace: str, params: dict | None = None, log_dir: Path | None = None,
                  remaps: dict | None = None) -> None:
         self.namespace = namespace
+        log_dir = log_dir or Path(tempfile.mkdtemp(prefix="sam_ovseg_node_"))
         args = [sys.executable, "-m", "sam_ovseg_ros.ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
-        for k, v in {"profile": "tiny", "device": "cpu", **(params or {})}.items():
+        # the map's file goes to the test's own folder, never the user's ~/.ros (nor from one test to another)
+        defaults = {"profile": "tiny", "device": "cpu", "map.save_dir": str(log_dir / f"map_{namespace}")}
+        for k, v in {**defaults, **(params or {})}.items():
             args += ["-p", f"{k}:={_param_text(v)}"]
         for k, v in (remaps or {}).items():
             args += ["-r", f"{k}:={v}"]
-        self.log_path = (log_dir or Path("/tmp")) / f"node_{namespace}.log"
+        self.log_path = log_dir / f"node_{namespace}.log"
         self._log = open(self.log_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -56,7 +56,7 @@ def test_rosbag_launch_plays_the_d435_recording(rclpy_context, ros_workspace, da
     harness = Harness(ns)  # records /t_launch_bag/sam_ovseg/*
     launch = Launch(ros_workspace, "rosbag.launch.py", {
         "bag": data / "d435" / "single_depth_color_640x480_ros2", "namespace": ns, "profile": "tiny",
-        "device": "cpu", "weights_dir": tmp_path / "w", "slop": 0.15,
+        "device": "cpu", "weights_dir": tmp_path / "w", "map_save_dir": tmp_path / "map", "slop": 0.15,
         "color_topic": dev.format(1, "Color") + "image/data", "depth_topic": dev.format(0, "Depth") + "image/data",
         "color_info_topic": dev.format(1, "Color") + "info/camera_info",
         "depth_info_topic": dev.format(0, "Depth") + "info/camera_info",
@@ -88,7 +88,8 @@ def test_realsense_launch_uses_a_running_driver(rclpy_context, ros_workspace, tm
                                   "color/camera_info": cam + "color/camera_info"})
     launch = Launch(ros_workspace, "realsense.launch.py", {
         "start_camera": "false", "camera_namespace": "t_launch_rs_cam", "camera_name": "cam", "namespace": ns,
-        "profile": "tiny", "device": "cpu", "weights_dir": tmp_path / "w", "classes": "wall, floor, chair",
+        "profile": "tiny", "device": "cpu", "weights_dir": tmp_path / "w", "map_save_dir": tmp_path / "map",
+        "classes": "wall, floor, chair",
     }, tmp_path / "launch.log")
     try:
         harness.wait_connected(240)

@@ -6,6 +6,7 @@ starts the node as a process and talks to it over DDS.
 """
 import os
 import sys
+import tempfile
 import unittest
 
 import pytest
@@ -24,7 +25,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 def generate_test_description():
     node = launch_ros.actions.Node(package="sam_ovseg_ros", executable="sam_ovseg_node", name="sam_ovseg",
                                    namespace="lt", output="screen",
-                                   parameters=[{"profile": "tiny", "device": "cpu", "sync.slop": 0.0}])
+                                   parameters=[{"profile": "tiny", "device": "cpu", "sync.slop": 0.0,
+                                                "map.save_dir": tempfile.mkdtemp(prefix="sam_ovseg_lt_")}])
     return launch.LaunchDescription([node, launch_testing.actions.ReadyToTest()]), {"node": node}
 
 

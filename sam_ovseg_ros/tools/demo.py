@@ -80,7 +80,8 @@ def run(out: Path, rate: float, log) -> int:
     log(f"sample recording: {bag_in} (ScanNet scene0000_00, {len(samplebag.load_frames())} frames)")
 
     env = ros_env()
-    node, node_log = start_node(NS, params, env, out / "node.log")
+    # the sample frames have no poses: no map (nor its file in the user's ~/.ros) for this node
+    node, node_log = start_node(NS, {**params, "map.enabled": "false"}, env, out / "node.log")
     try:
         recorded = [f"/{NS}/sam_ovseg/{t}" for t in topics.OUTPUTS]
         replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag_in), "--wait", "600",
