@@ -84,7 +84,7 @@ def run(out: Path, rate: float, log) -> int:
     node, node_log = start_node(NS, {**params, "map.enabled": "false"}, env, out / "node.log")
     try:
         recorded = [f"/{NS}/sam_ovseg/{t}" for t in topics.OUTPUTS]
-        replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag_in), "--wait", "600",
+        replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag_in), "--wait", "600", "--settle", "2",
                       "--record", str(out / "bag"), "--topics", *recorded, "--linger", "60" if profile == "tiny" else "300",
                       "--expect", str(len(samplebag.load_frames()))]
         t0 = time.monotonic()
@@ -139,7 +139,7 @@ def run_mapping(out: Path, rate: float, params: dict, env: dict, log) -> int:
     node, log_file = start_node(NS_MAP, {**params, "map.save_dir": str(map_dir)}, env, out / "node_map.log")
     try:
         segments = f"/{NS_MAP}/sam_ovseg/segments"
-        replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag_in), "--wait", "600",
+        replay_cmd = [sys.executable, "-m", "sam_ovseg_ros.tools.replay", str(bag_in), "--wait", "600", "--settle", "2",
                       "--record", str(out / "map_bag"), "--topics", segments, "--linger", "120",
                       "--expect", str(len(frames))]
         shutil.rmtree(out / "map_bag", ignore_errors=True)
