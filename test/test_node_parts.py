@@ -105,3 +105,20 @@ def test_inputs_name_what_is_missing(node):
     inputs._on_depth(image_msg(d[:, :320].copy(), "32FC1", 9))  # not a depth encoding of uint16 data
     with pytest.raises(InputError):
         inputs.frame(inputs.jobs.get(timeout=0.01), cfg)
+
+
+def test_inputs_take_the_camera_info_of_the_image_size(node):
+    """After a camera changes mode, the newest camera_info may be of the other size: the one of the image's size
+    is used (stamps unmatched, slop 0: as a camera that publishes its info once per mode)."""
+    cfg = NodeConfig()
+    cfg.sync.slop = 0.0
+    stats = NodeStats()
+    inputs = FrameInputs(node, cfg, stats, Problems(node.get_logger(), stats), on_time_reset=lambda a, b: None,
+                         running=lambda: False)
+    rgb, d, k = load("1660")
+    inputs._on_color_info(info_msg(k, 640, 480, 1))
+    inputs._on_color_info(info_msg(k / 2, 320, 240, 2))  # newest, another mode
+    inputs._on_color(image_msg(rgb, "rgb8", 3))
+    inputs._on_depth(image_msg(d, "16UC1", 3))
+    frame = inputs.frame(inputs.jobs.get(timeout=0.01), cfg)
+    assert (frame.k.width, frame.k.height, frame.k.fx) == (640, 480, k[0, 0])

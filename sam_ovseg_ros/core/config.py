@@ -193,19 +193,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "vocabulary_list": ("", "ade20k_150", "coco_stuff_171", "scannet_200"),
 }
 
-# Parameters that only take effect at start-up (models, subscriptions); the rest apply on the next frame.
-STARTUP_ONLY = (
-    "profile", "device", "precision", "weights_dir", "torch_threads", "transport", "segmenter", "sam3.checkpoint", "sam.model_type",
-    "sam2.model_type", "sam2.checkpoint",
-    "sam.checkpoint", "ovseg.checkpoint", "qos.reliability", "qos.depth", "sync.queue_size",
-    "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
-    "tracking.max_age", "map.autosave_period", "map.load_on_start",
-    # files and folders are the operator's choice: nobody on the ROS graph may point the node at others
-    "vocabulary_file", "map.save_dir",
-)
-# Parameters that name files or folders (all start-up only, above).
+# Parameters that name files or folders: the operator's choice at start-up, never anyone's on the ROS graph.
 FILE_PARAMS = ("vocabulary_file", "weights_dir", "sam.checkpoint", "sam2.checkpoint", "sam3.checkpoint",
                "ovseg.checkpoint", "map.save_dir")
+# Parameters that only take effect at start-up (models, subscriptions, files); the rest apply on the next frame.
+STARTUP_ONLY = (
+    "profile", "device", "precision", "torch_threads", "transport", "segmenter", "sam.model_type", "sam2.model_type",
+    "qos.reliability", "qos.depth", "sync.queue_size",
+    "map.enabled", "map.frame", "map.voxel_size", "map.max_voxels", "map.publish_period", "map.pixel_stride",
+    "tracking.max_age", "map.autosave_period", "map.load_on_start", *FILE_PARAMS,
+)
 
 
 # What each parameter means, with unit and range; the node puts these in its ParameterDescriptors

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,24 +46,18 @@ def capture(mapper, frame: str) -> MapState:
     with mapper._lock:
         m, tr = mapper.map, mapper.tracker
         objects = list(m.objects.values())
-        vote_obj, vote_name, vote_n, names = [], [], [], list(m.names)
-        col = {n: i for i, n in enumerate(names)}
+        col = {n: i for i, n in enumerate(m.names)}  # every voted name has an evidence column (integrate)
+        vote_obj, vote_name, vote_n = [], [], []
         for i, ob in enumerate(objects):
             for name, n in ob.votes.items():
-                if name not in col:
-                    col[name] = len(names)
-                    names.append(name)
                 vote_obj.append(i)
                 vote_name.append(col[name])
                 vote_n.append(n)
-        counts = m.counts
-        if counts.shape[1] < len(names):  # vote-only names get empty evidence columns
-            counts = np.pad(counts, ((0, 0), (0, len(names) - counts.shape[1])))
         header = {"format": FORMAT, "version": VERSION, "frame": frame, "voxel_size": m.voxel_size,
-                  "names": names, "evidence_columns": len(m.names), "next_object": m._next_object,
-                  "next_track": tr._next, "frames": m.frames, "stamp_ns": mapper.stamp_ns}
+                  "names": list(m.names), "next_object": m._next_object, "next_track": tr._next,
+                  "frames": m.frames, "stamp_ns": mapper.stamp_ns}
         arrays = {
-            "keys": m.keys.copy(), "counts": counts.copy(), "rgb": m.rgb.copy(), "object": m.obj.copy(),
+            "keys": m.keys.copy(), "counts": m.counts.copy(), "rgb": m.rgb.copy(), "object": m.obj.copy(),
             "seen": m.seen.copy(),
             "object_ids": np.array([o.id for o in objects], np.int64),
             "object_views": np.array([o.views for o in objects], np.int64),
@@ -137,7 +133,7 @@ def _check(h: dict, a: dict[str, np.ndarray]) -> None:
     ids = set(a["object_ids"].tolist())
     if not set(np.unique(a["object"]).tolist()) <= ids | {0}:
         raise MapFileError("damaged: voxels of unknown objects")
-    for k in ("next_object", "next_track", "frames", "stamp_ns", "evidence_columns"):
+    for k in ("next_object", "next_track", "frames", "stamp_ns"):
         if not isinstance(h.get(k), int):
             raise MapFileError(f"damaged: {k}")
     if ids and max(ids) >= h["next_object"]:
@@ -150,15 +146,15 @@ def restore(mapper, state: MapState) -> None:
     with mapper._lock:
         m = mapper.map
         m.clear()
-        m.names = list(h["names"])[: h["evidence_columns"]]
+        m.names = list(h["names"])
         m._col = {n: i for i, n in enumerate(m.names)}
         n = len(a["keys"])
-        m._keys, m._counts = a["keys"].copy(), a["counts"][:, : len(m.names)].copy()
+        m._keys, m._counts = a["keys"].copy(), a["counts"].copy()
         m._rgb, m._obj, m._seen = a["rgb"].copy(), a["object"].copy(), a["seen"].copy()
         m._n = n
         m._slot = np.argsort(m._keys, kind="stable")
         m._sorted = m._keys[m._slot]
-        names = h["names"]
+        names = m.names
         objects = {int(i): MapObject(int(i), int(v)) for i, v in zip(a["object_ids"], a["object_views"])}
         order = a["object_ids"].tolist()
         for o, c, k in zip(a["vote_object"].tolist(), a["vote_name"].tolist(), a["vote_count"].tolist()):
@@ -195,8 +191,6 @@ class MapStore:
     kept, so no later save overwrites it."""
 
     def __init__(self, folder: Path, frame: str, voxel_size: float, log=print, warn=print) -> None:
-        import threading
-
         self.folder, self.frame, self.voxel_size = folder, frame, voxel_size
         self.path = folder / MAP_FILE
         self.log, self.warn = log, warn
@@ -211,8 +205,6 @@ class MapStore:
         try:
             state = read(self.path, self.frame, self.voxel_size)
         except MapFileError as exc:
-            import time
-
             aside = self.folder / f"map_state.refused-{time.strftime('%Y%m%d-%H%M%S')}.npz"
             os.replace(self.path, aside)
             self.warn(f"map: not loading {self.path}: {exc}. Starting with an empty map; the file is kept as "
@@ -228,9 +220,6 @@ class MapStore:
     def save(self, mapper, block: bool = True) -> Path | None:
         """Save if the map changed since the last save. The copy is taken here (under the mapper's lock);
         the file is written here (``block``) or on a thread. None when nothing changed or a save is running."""
-        import threading
-        import time
-
         revision = mapper.revision
         if revision == self.saved_revision or not self._writing.acquire(blocking=block):
             return None
