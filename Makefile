@@ -12,7 +12,7 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: setup test test-fast test-kernels lint demo bench clean
 
-$(STAMP): requirements.txt requirements-models.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/core/kernels.c
+$(STAMP): requirements.txt requirements-models.txt requirements.lock CMakeLists.txt package.xml setup.cfg scripts/setup_venv.sh $(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard interfaces/*/msg/*.msg) sam_ovseg_ros/core/kernels.c
 	mkdir -p build
 	./scripts/setup_venv.sh $(VENV)
 	touch $@

@@ -10,10 +10,16 @@ the node's per-stage medians (from /diagnostics). At the end a PNG of the same, 
 drift after warm-up, overall age percentiles, drop rate.
 
     python bench/soak.py [--minutes 30] [--hz 30] [--out bench/results/soak]
+
+Memory: each row also has the node's C heap from /diagnostics (``memory_mb.heap_in_use``: a leak grows it;
+``memory_mb.heap_free``: kept by malloc, fragmentation); the summary gives RSS per 10-minute window and the
+slope after ``--warmup``. ``--tracemalloc`` runs the node under bench/memtrace.py (growth by allocation site,
+in ``memtrace.txt``); ``--arena-max N`` sets the node's ``MALLOC_ARENA_MAX``.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import os
@@ -35,6 +41,18 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10
 NS = "soak"
 
 
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def idle_ticks() -> tuple[int, int]:
+    """(idle + iowait, total) clock ticks of the whole machine."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return v[3] + v[4], sum(v)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -47,7 +65,12 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--hz", type=float, default=30.0)
     ap.add_argument("--period", type=float, default=10.0, help="seconds per CSV row")
-    ap.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS drift is measured")
+    ap.add_argument("--warmup", type=float, default=600.0, help="seconds before RSS drift is measured")
+    ap.add_argument("--window", type=float, default=600.0, help="seconds per RSS window in the summary")
+    ap.add_argument("--tracemalloc", type=float, default=0.0, metavar="PERIOD",
+                    help="run the node under bench/memtrace.py, a report every PERIOD s")
+    ap.add_argument("--arena-max", type=int, default=0,
+                    help="the node's MALLOC_ARENA_MAX (0: unset, the node limits itself to 2; 16: glibc's default here)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak")
     a = ap.parse_args()
 
@@ -63,14 +86,32 @@ def main() -> int:
     from sam_ovseg_ros.tools.samplebag import load_frames
 
     a.out.mkdir(parents=True, exist_ok=True)
+    env, main_args = {}, None
+    if a.arena_max:
+        env["MALLOC_ARENA_MAX"] = str(a.arena_max)
+    if a.tracemalloc:
+        env.update(MEMTRACE_OUT=str(a.out / "memtrace.txt"), MEMTRACE_PERIOD=str(a.tracemalloc))
+        main_args = [str(REPO / "bench" / "memtrace.py")]
     node = NodeProcess(NS, {"weights_dir": str(REPO / "build" / "weights"), "sync.slop": 0.0,
                             "diagnostics.period": a.period / 2, "map.max_voxels": 200_000,
-                            "map.tf_timeout": 0.05}, log_dir=a.out)
+                            "map.tf_timeout": 0.05}, log_dir=a.out, env=env, main=main_args)
+    # the node goes with this script, however it ends (an error, Ctrl-C, a timeout's SIGTERM)
+    atexit.register(lambda: node.alive() and node.proc.kill())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rclpy.init()
     h = Harness(NS, record=False)  # subscribed to every output, as RViz and a mapper would be
     h.wait_connected(180)
-    ages, rows, diag = [], [], {}
+    ages, rows, diag, rss_samples = [], [], {}, []
     lock = threading.Lock()
+
+    def sample_rss():  # twice a second: a frame's temporaries swing RSS by hundreds of MB within a second
+        while node.alive():
+            v = rss_mb(node.proc.pid)
+            with lock:
+                rss_samples.append(v)
+            time.sleep(0.5)
+
+    threading.Thread(target=sample_rss, daemon=True).start()
 
     def on_segments(msg):
         now = time.time_ns()
@@ -91,6 +132,8 @@ def main() -> int:
     t_start = time.monotonic()
     end = t_start + a.minutes * 60
     next_row = t_start + a.period
+    hz = os.sysconf("SC_CLK_TCK")
+    last_cpu, last_idle = cpu_ticks(node.proc.pid), idle_ticks()
     sent = 0
     all_ages: list[float] = []
     with open(a.out / "soak.csv", "w", newline="") as f:
@@ -114,15 +157,25 @@ def main() -> int:
                 next_row += a.period
                 with lock:
                     window, ages[:] = list(ages), []
+                    rss_window, rss_samples[:] = list(rss_samples) or [rss_mb(node.proc.pid)], []
                     stages = {k: float(v) for k, v in diag.items() if k.startswith("median_ms.")}
                     counts = {k: int(v) for k, v in diag.items() if k.startswith("count.")}
+                    memory = {m: float(diag[f"memory_mb.{m}"]) if f"memory_mb.{m}" in diag else ""
+                              for m in ("heap_in_use", "heap_free", "mmap")}
                 all_ages += window
-                row = {"t_s": round(time.monotonic() - t_start, 1), "rss_mb": round(rss_mb(node.proc.pid), 1),
+                cpu, idle = cpu_ticks(node.proc.pid), idle_ticks()
+                node_cpu = (cpu - last_cpu) / hz / a.period * 100  # % of one core
+                machine_idle = (idle[0] - last_idle[0]) / max(idle[1] - last_idle[1], 1) * 100
+                last_cpu, last_idle = cpu, idle
+                row = {"t_s": round(time.monotonic() - t_start, 1), "rss_mb": round(float(np.median(rss_window)), 1),
+                       "rss_min_mb": round(min(rss_window), 1), "rss_max_mb": round(max(rss_window), 1),
                        "soak_rss_mb": round(rss_mb(os.getpid()), 1),  # this publisher/subscriber
                        "sent": sent, "age_p50_ms": round(float(np.percentile(window, 50)), 1) if window else "",
                        "age_p99_ms": round(float(np.percentile(window, 99)), 1) if window else "",
+                       "node_cpu_pct": round(node_cpu, 1), "machine_idle_pct": round(machine_idle, 1),
+                       "color_in": counts.get("count.color_msgs", 0), "depth_in": counts.get("count.depth_msgs", 0),
                        "frames_in": counts.get("count.pairs", 0), "processed": counts.get("count.processed", 0),
-                       "dropped": counts.get("count.dropped", 0), **stages}
+                       "dropped": counts.get("count.dropped", 0), **memory, **stages}
                 if w is None:
                     w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
                     w.writeheader()
@@ -150,8 +203,35 @@ def summarize(rows: list[dict], ages: list[float], a, alive: bool, code: int) ->
     last = rows[-1] if rows else {}
     t = np.array([r["t_s"] for r in warm]) / 3600
     slope = float(np.polyfit(t, rss, 1)[0]) if len(rss) > 2 else None  # MB/h, least squares (RSS swings)
+    windows = {}
+    for r in rows:  # RSS per window (median of its rows, and its heap figures at the window's end)
+        windows.setdefault(int(r["t_s"] // a.window), []).append(r)
+    per_window = [{"window_min": f"{k * a.window / 60:.0f}-{(k + 1) * a.window / 60:.0f}",
+                   "rss_median_mb": round(float(np.median([r["rss_mb"] for r in w])), 1),
+                   "rss_min_mb": min(r["rss_min_mb"] for r in w), "rss_max_mb": max(r["rss_max_mb"] for r in w),
+                   **{f"{m}_mb": w[-1][m] for m in ("heap_in_use", "heap_free", "mmap")}}
+                  for k, w in sorted(windows.items())]
+    # input loss per row (pairs that never reached the node), against how busy the machine was
+    loss = []
+    for prev, r in zip(rows, rows[1:]):
+        sent = r["sent"] - prev["sent"]
+        if sent > 0:
+            loss.append((1 - (r["frames_in"] - prev["frames_in"]) / sent, r["machine_idle_pct"], r["node_cpu_pct"]))
+    busy = [x for x, idle, _ in loss if idle < 5]
+    spare = [x for x, idle, _ in loss if idle >= 5]
+    loss_summary = {
+        "rows_with_over_20pct_lost": sum(x > 0.2 for x, _, _ in loss), "rows": len(loss),
+        "mean_loss_pct_machine_idle_below_5pct": round(100 * float(np.mean(busy)), 1) if busy else None,
+        "rows_idle_below_5pct": len(busy),
+        "mean_loss_pct_machine_idle_5pct_or_more": round(100 * float(np.mean(spare)), 1) if spare else None,
+        "node_cpu_pct_median": round(float(np.median([c for _, _, c in loss])), 1) if loss else None}
     return {"minutes": a.minutes, "input_hz": a.hz, "rows": len(rows), "node_alive_at_end": alive, "exit_code": code,
+            "arena_max": a.arena_max or "default", "tracemalloc": bool(a.tracemalloc), "warmup_s": a.warmup,
+            "rss_per_window": per_window,
             "rss_drift_mb_per_hour_fit": round(slope, 1) if slope is not None else None,
+            # the floor between frames' temporaries: what is kept, not what one frame holds for a moment
+            "rss_min_drift_mb_per_hour_fit": round(float(np.polyfit(t, [r["rss_min_mb"] for r in warm], 1)[0]), 1)
+            if len(rss) > 2 else None,
             "rss_quartile_medians_mb": [round(float(np.median(p)), 1) for p in np.array_split(rss, 4) if len(p)],
             "rss_drift_over_run_mb": round(slope * hours, 1) if slope is not None else None,
             "rss_min_max_mb_after_warmup": [min(rss), max(rss)] if rss else None,
@@ -159,7 +239,9 @@ def summarize(rows: list[dict], ages: list[float], a, alive: bool, code: int) ->
             "soak_rss_max_mb": max(r["soak_rss_mb"] for r in rows) if rows else None,
             "age_p50_ms": round(float(np.percentile(ages, 50)), 1) if ages else None,
             "age_p99_ms": round(float(np.percentile(ages, 99)), 1) if ages else None,
-            "frames_in": last.get("frames_in"), "processed": last.get("processed"), "dropped": last.get("dropped")}
+            "sent": last.get("sent"), "color_in": last.get("color_in"), "depth_in": last.get("depth_in"),
+            "frames_in": last.get("frames_in"), "processed": last.get("processed"), "dropped": last.get("dropped"),
+            "input_loss": loss_summary}
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -55,6 +55,7 @@ class Classification:
     classes: np.ndarray  # (N,) vocabulary index per instance, -1 = none
     scores: np.ndarray  # (N,) vote share or CLIP probability
     uncovered: np.ndarray | None  # OVSeg labels (H, W) for keep_ovseg, else None
+    embeddings: np.ndarray | None = None  # (N, E) unit CLIP crop embeddings per instance (mask_clip mode)
 
 
 class Models:
@@ -63,6 +64,7 @@ class Models:
     def __init__(self, segmenter, ovseg_predictor) -> None:
         self.segmenter = segmenter  # .segment(image, cfg, class_names) -> generator.Segmentation
         self.ovseg = ovseg_predictor  # None for text-prompted segmenters
+        self.embedding_model = ""  # which CLIP made the crop embeddings (a saved map's must match)
 
     # ------------------------------------------------------------------ per frame
     def segment(self, image: np.ndarray, cfg: NodeConfig, class_names: list[str]):
@@ -77,7 +79,7 @@ class Models:
         import torch
 
         n_vocab = len(class_names)
-        labels = None
+        labels = embeddings = None
         need_map = cfg.fusion.mode == "vote" or cfg.fusion.uncovered == "keep_ovseg"
         self.ovseg.cfg.inference.ensemble_weight = cfg.ovseg.ensemble_weight
         self.ovseg.cfg.inference.clip_batch = cfg.ovseg.clip_batch  # both the map and mask_clip batch crops
@@ -100,7 +102,9 @@ class Models:
             else:
                 picked = masks[torch.as_tensor(order, device=masks.device)] if isinstance(masks, torch.Tensor) \
                     else masks[order]
-                probs = self.ovseg.classify_masks(rgb, picked, class_names).float().cpu().numpy()
+                feats = self.ovseg.mask_embeddings(rgb, picked)
+                probs = self.ovseg.classify_embeddings(feats, class_names).float().cpu().numpy()
+                embeddings = feats.cpu().numpy()
                 classes = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
                 scores = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
                 scores = np.where(classes >= n_vocab, 0.0, scores).astype(np.float32)  # "others" wins: no class
@@ -111,7 +115,28 @@ class Models:
             uncovered = fusion.drop_extra_classes(host, n_vocab)
         else:
             uncovered = None
-        return Classification(classes, scores, uncovered)
+        return Classification(classes, scores, uncovered, embeddings)
+
+    @property
+    def can_embed(self) -> bool:
+        """Whether crops can be embedded for the map's text queries (OVSeg's CLIP is loaded)."""
+        return self.ovseg is not None
+
+    def embed(self, rgb: np.ndarray, masks, index: np.ndarray) -> np.ndarray:
+        """(len(index), E) unit CLIP embeddings of the masked crops ``masks[index]`` (host or device masks)."""
+        import torch
+
+        picked = masks[torch.as_tensor(index, device=masks.device)] if isinstance(masks, torch.Tensor) \
+            else masks[index]
+        with self._oom_guard("embed"):
+            return self.ovseg.mask_embeddings(rgb, picked).cpu().numpy()
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """(E,) unit embedding of a free text, by the vocabulary's template ensemble (cached)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.ovseg.text([text])[0].float().cpu().numpy()
 
     @contextmanager
     def _oom_guard(self, stage: str):
@@ -250,6 +275,8 @@ def build(cfg: NodeConfig, log=print, warmup: bool = True) -> Models:
     segmenter, source, needs_ovseg = SEGMENTERS[cfg.segmenter](cfg, device, amp)
     predictor = build_ovseg(cfg, device, amp) if needs_ovseg else None
     models = Models(segmenter, predictor)
+    if predictor is not None:  # map objects' embeddings are only comparable within one CLIP model
+        models.embedding_model = f"{weight_paths(cfg)[1].name} ({cfg.profile} profile)"
     what = {"sam": f"SAM {cfg.sam.model_type} + OVSeg", "sam2": f"SAM 2.1 {cfg.sam2.model_type} + OVSeg",
             "sam3": "SAM 3 (text prompts, no OVSeg)"}[cfg.segmenter]
     log(f"models loaded in {time.perf_counter() - t0:.1f} s on {device} "

@@ -40,6 +40,6 @@ fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 rm -f "$SITE/sam_ovseg_ros/__init__.py"
 rm -rf "$SITE/sam_ovseg_ros/__pycache__"
-"$VENV/bin/python" -c 'from sam_ovseg_ros.msg import SegmentArray, Vocabulary, ObjectArray; from tf2_msgs.msg import TFMessage; from std_srvs.srv import Trigger; import rclpy, torch, segment_anything, open_clip' \
+"$VENV/bin/python" -c 'from sam_ovseg_ros.msg import SegmentArray, Vocabulary, ObjectArray; from sam_ovseg_ros.srv import QueryObjects; from tf2_msgs.msg import TFMessage; from std_srvs.srv import Trigger; import rclpy, torch, segment_anything, open_clip' \
   || { echo "error: the environment in $VENV does not import" >&2; exit 1; }
 echo "environment ready: $VENV"

@@ -67,10 +67,11 @@ class NodeProcess:
     """``sam_ovseg_node`` as a separate process with parameters, in its own namespace."""
 
     def __init__(self, namespace: str, params: dict | None = None, log_dir: Path | None = None,
-                 remaps: dict | None = None) -> None:
+                 remaps: dict | None = None, env: dict | None = None, main: list[str] | None = None) -> None:
+        """``env``: extra environment; ``main``: what runs instead of ``-m sam_ovseg_ros.ros.node`` (a profiler)."""
         self.namespace = namespace
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="sam_ovseg_node_"))
-        args = [sys.executable, "-m", "sam_ovseg_ros.ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
+        args = [sys.executable, *(main or ["-m", "sam_ovseg_ros.ros.node"]), "--ros-args", "-r", f"__ns:=/{namespace}"]
         # the map's file goes to the test's own folder, never the user's ~/.ros (nor from one test to another)
         defaults = {"profile": "tiny", "device": "cpu", "map.save_dir": str(log_dir / f"map_{namespace}")}
         for k, v in {**defaults, **(params or {})}.items():
@@ -79,7 +80,7 @@ class NodeProcess:
             args += ["-r", f"{k}:={v}"]
         self.log_path = log_dir / f"node_{namespace}.log"
         self._log = open(self.log_path, "w")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
     def log(self) -> str:

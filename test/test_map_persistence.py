@@ -174,3 +174,70 @@ def test_store_saves_only_changes_and_clear_removes_the_file(frames, tmp_path):
     a.clear()
     store.remove()
     assert not store.path.exists()
+
+
+def with_embeddings(mapper: Mapper, dim: int = 16, seed: int = 0) -> None:
+    """Two views each of the objects (random unit embeddings, as crops would give)."""
+    rng = np.random.default_rng(seed)
+    ids = np.array(sorted(mapper.map.objects) * 2, np.int64)
+    v = rng.normal(size=(len(ids), dim)).astype(np.float32)
+    mapper.map.embeddings.add(ids, v / np.linalg.norm(v, axis=1, keepdims=True), rng.uniform(0.01, 0.3, len(ids)))
+
+
+def test_object_embeddings_are_saved_exactly_and_only_for_the_same_model(frames, tmp_path):
+    a = new_mapper()
+    feed(a, frames[:4])
+    with_embeddings(a)
+    path = persistence.write(tmp_path, persistence.capture(a, "map", "ovseg_x.pth (default profile)"))
+    b = new_mapper()
+    assert persistence.restore(b, persistence.read(path, "map", 0.05), "ovseg_x.pth (default profile)") == ""
+    ea, eb = a.map.embeddings, b.map.embeddings
+    assert len(eb) == len(a.map.objects) > 5
+    assert ea.ids.tolist() == eb.ids.tolist() and np.array_equal(ea.sums, eb.sums)
+    assert np.array_equal(ea.views, eb.views)
+    assert_same(a, b)
+    # merges and evictions after the load act on the loaded rows as on the original's
+    q = np.eye(16, dtype=np.float32)[0]
+    assert [x.tolist() for x in ea.query(q, 5)] == [x.tolist() for x in eb.query(q, 5)]
+    c = new_mapper()  # another CLIP: its embeddings would not compare with this one's texts
+    why = persistence.restore(c, persistence.read(path, "map", 0.05), "tiny.pth (tiny profile)")
+    assert "made by 'ovseg_x.pth (default profile)'" in why and "'tiny.pth (tiny profile)'" in why
+    assert len(c.map.embeddings) == 0 and len(c.map) == len(a.map)  # the map itself is kept
+
+
+def test_a_map_saved_without_embeddings_loads(frames, tmp_path):
+    a = new_mapper()
+    feed(a, frames[:2])
+    state = persistence.capture(a, "map")
+    for k in ("embed_ids", "embed_sums", "embed_views"):
+        del state.arrays[k]
+    b = new_mapper()
+    persistence.restore(b, persistence.read(persistence.write(tmp_path, state), "map", 0.05), "m")
+    assert_same(a, b) and len(b.map.embeddings) == 0
+
+
+@pytest.mark.parametrize("change", [
+    lambda a: a.update(embed_ids=a["embed_ids"] + 10**6),  # embeddings of unknown objects
+    lambda a: a.update(embed_sums=a["embed_sums"][:, :-1].copy() * np.nan),
+    lambda a: a.update(embed_views=a["embed_views"][:-1]),
+    lambda a: a.update(embed_sums=a["embed_sums"].astype(np.float64)),
+])
+def test_damaged_embeddings_are_refused(frames, tmp_path, change):
+    a = new_mapper()
+    feed(a, frames[:2])
+    with_embeddings(a)
+    state = persistence.capture(a, "map")
+    change(state.arrays)
+    with pytest.raises(persistence.MapFileError, match="embedding"):
+        persistence.read(persistence.write(tmp_path, state), "map", 0.05)
+
+
+def test_track_links_do_not_grow_with_every_track_ever_seen(frames):
+    """Ended tracks never come back (ids are not reused): their links to objects go, so a long run's table stays
+    the size of the live tracks (it grew by every track before)."""
+    a = new_mapper()
+    for i in range(6):
+        a.reset_time()  # every track ends: the next frame's instances start new ones
+        feed(a, frames[i:i + 1], stamp0=10 * i)
+        assert set(a.map._track_object) <= set(a.tracker.live()) and len(a.map._track_object) <= 16
+    assert a.tracker._next > 6 * 16

@@ -129,6 +129,9 @@ class MapConfig:
     tf_timeout: float = 0.1  # s to wait for the frame's transform before skipping the map for it
     min_object_voxels: int = 5  # smaller objects are not reported
     pixel_stride: int = 2  # integrate every n-th row and column (2: samples <= 1.5 cm apart up to 4.5 m)
+    # vote mode: CLIP embeddings of at most this many instance crops per frame, for ~/map/query (those whose
+    # objects have the fewest embedded views first); mask_clip mode embeds every crop anyway; 0 = no embeddings
+    embed_per_frame: int = 16
 
 
 @dataclass
@@ -300,6 +303,9 @@ DESCRIPTIONS: dict[str, str] = {
                            "stop); 0 = off; >= 0",
     "map.load_on_start": "load map.save_dir/map_state.npz at start-up when present (a map of another map.frame, "
                          "voxel size or format, or a damaged file, is set aside, not mixed in)",
+    "map.embed_per_frame": "vote mode: CLIP embeddings of at most this many instance crops per frame (the objects "
+                           "with the fewest embedded views first), for ~/map/query; mask_clip mode embeds every "
+                           "crop anyway; 0 = none; 0..256",
     "map.tf_timeout": "seconds to wait for a frame's transform before the map skips that frame; >= 0",
     "map.min_object_voxels": "objects with fewer voxels are not reported; >= 1",
     "map.pixel_stride": "integrate every n-th row and column of the frame; 1 = every pixel. At 2 the samples "
@@ -430,6 +436,8 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("set vocabulary_file or vocabulary_list, not both")
     if cfg.map.autosave_period < 0:
         raise ConfigError("map.autosave_period must be >= 0 (0 = off)")
+    if not 0 <= cfg.map.embed_per_frame <= 256:
+        raise ConfigError("map.embed_per_frame must be in 0..256 (crops embedded per frame; 0 = none)")
     if cfg.sync.slop < 0:
         raise ConfigError("sync.slop must be >= 0")
     if cfg.sync.queue_size < 1 or cfg.qos.depth < 1:

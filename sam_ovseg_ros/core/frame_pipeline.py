@@ -116,7 +116,7 @@ class Pipeline:
         instances = np.zeros((h, w), np.uint16)
         semantic = np.zeros((h, w), np.uint16)
         scores = classes = class_scores = np.zeros(0)
-        windows = None
+        windows = masks = order = embeddings = None
         if self.models is not None:
             rgb_input = cfg.segmenter == "sam3" or cfg.sam.input == "rgb"  # SAM 3's prompts are about colour images
             sam_image = np.ascontiguousarray(frame.color) if rgb_input else colormap
@@ -135,6 +135,7 @@ class Pipeline:
                 cls = self.models.classify(frame.color, masks.masks, masks.boxes, order, class_names, cfg,
                                            timer.times, runs)
                 classes, class_scores, uncovered = cls.classes, cls.scores, cls.uncovered
+                embeddings = cls.embeddings
             with timer("fusion"):
                 semantic = fusion.semantic_image(instances, classes, uncovered)
 
@@ -147,6 +148,10 @@ class Pipeline:
                                           np.asarray(classes, np.int64), class_names, frame.pose, frame.stamp_ns)
             for seg, t in zip(segments, tracks.tolist()):
                 seg.track_id = t
+            if (frame.pose is not None and masks is not None and masks.classes is None and self.models.can_embed
+                    and cfg.map.embed_per_frame > 0 and len(tracks)):
+                with timer("embed"):
+                    self._embed_objects(frame, masks.masks, order, tracks, measures.areas, embeddings, cfg)
         points = overlay = None
         if cfg.cloud.enabled and want.points:
             with timer("cloud"):
@@ -170,6 +175,19 @@ class Pipeline:
                 time.sleep(cfg.debug.delay_s)
         return FrameResult(colormap, instances, semantic, overlay, points, segments, class_names, timer.times,
                            points_dense=points is not None and not cfg.cloud.organized)
+
+    def _embed_objects(self, frame: Frame, masks, order: np.ndarray, tracks: np.ndarray, areas: np.ndarray,
+                       embeddings: np.ndarray | None, cfg: NodeConfig) -> None:
+        """Map objects' CLIP embeddings (mapping/embeddings.py): mask_clip mode hands over every instance's crop
+        embedding; vote mode embeds at most ``map.embed_per_frame`` crops, the least-seen objects first."""
+        h, w = frame.color.shape[:2]
+        if embeddings is not None:
+            rows = self.mapper.embed_rows(tracks, areas, None)
+            vecs = embeddings[rows]
+        else:
+            rows = self.mapper.embed_rows(tracks, areas, cfg.map.embed_per_frame)
+            vecs = self.models.embed(frame.color, masks, order[rows])
+        self.mapper.add_embeddings(tracks[rows], vecs, areas[rows] / float(h * w))
 
 
 __all__ = ["Outputs", "Pipeline", "StageTimer", "Segment"]

@@ -82,3 +82,20 @@ def read_names(path: Path) -> list[str]:
         return validate_classes(names)
     except ConfigError as exc:
         raise ValueError(f"{path} is not a vocabulary: {exc}") from None
+
+
+MAX_QUERY_CHARS = 256
+
+
+def query_problem(text: str) -> str | None:
+    """Why a map query's text is refused (None: fine): empty, longer than MAX_QUERY_CHARS, or with control
+    characters. The text itself is never echoed back, as with a vocabulary file's content."""
+    import unicodedata
+
+    if not text.strip():
+        return "the text is empty"
+    if len(text) > MAX_QUERY_CHARS:
+        return f"the text has {len(text)} characters, at most {MAX_QUERY_CHARS} are taken"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in text):
+        return "the text holds control or unassigned characters"
+    return None

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlparse
 
 
 class WeightsError(RuntimeError):
@@ -38,9 +41,9 @@ KNOWN: dict[str, WeightSpec] = {s.filename: s for s in (
                  "loader checks every key and shape")
       for size, mb in (("tiny", 156), ("small", 184), ("base_plus", 323), ("large", 898))),
     WeightSpec("ovseg_swinbase_vitL14_ft_mpt.pth",
-               "https://drive.google.com/file/d/1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy",
+               "https://drive.google.com/uc?export=download&id=1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy",
                "526080", "OVSeg Swin-B + CLIP ViT-L/14 (fine-tuned, mask prompt tuned), ~2 GB, CC BY-NC 4.0; "
-                         "Google Drive needs a browser or `gdown 1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy`"),
+                         "Google Drive id 1cn-ohxgXDrDfkzC1QdO-fi8IjbjXmgKy (fetched with Drive's confirm step)"),
 )}
 
 SAM_FILES = {"vit_h": "sam_vit_h_4b8939.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_b": "sam_vit_b_01ec64.pth"}
@@ -115,9 +118,63 @@ def save_state_dict(state_dict: dict, path: Path) -> Path:
     return path
 
 
+def is_drive(url: str) -> bool:
+    """A Google Drive download (``.../uc?export=download&id=...``): large files come behind a confirm page."""
+    return "/uc?" in url and "id=" in url
+
+
+class _FormParser(HTMLParser):
+    """The download form of Drive's "can't scan this file for viruses" page: its action and hidden fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action, self.fields, self._in_form = None, {}, False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and self.action is None and "download" in (a.get("action") or ""):
+            self.action, self._in_form = a["action"], True
+        elif tag == "input" and self._in_form and a.get("name"):
+            self.fields[a["name"]] = a.get("value") or ""
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+
+
+def confirmed_url(page: str, url: str) -> str:
+    """The real download URL behind Drive's confirm page ``page`` (fetched from ``url``).
+
+    Drive answers a large file's ``uc?export=download`` with an HTML warning instead of the file: a form
+    (action ``drive.usercontent.google.com/download``, fields id, export, confirm, uuid) in today's page,
+    a ``confirm=<token>`` link in older ones. Anything else (a quota or sign-in page) raises OSError.
+    """
+    form = _FormParser()
+    form.feed(page)
+    if form.action:
+        return urljoin(url, form.action) + "?" + urlencode(form.fields)
+    m = re.search(r"confirm=([0-9A-Za-z_-]+)", page)
+    if m:
+        return url + f"&confirm={m.group(1)}"
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    raise OSError(f"Google Drive sent a page without the file ({(title.group(1).strip() if title else 'no title')[:80]}"
+                  "; too many downloads today, or the file moved): fetch it in a browser")
+
+
 def can_fetch(spec: WeightSpec) -> bool:
-    """Whether ``fetch`` can download the file (a direct URL; Google Drive needs a browser or gdown)."""
-    return "drive.google.com" not in spec.url
+    """Whether ``fetch`` can download the file (a direct URL, or Google Drive through its confirm page)."""
+    return spec.url.startswith(("https://", "http://"))
+
+
+def _resolve(url: str, timeout: float) -> str:
+    """``url``, or for Google Drive the URL that sends the file itself (past the confirm page)."""
+    if not is_drive(url):
+        return url
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        if "text/html" not in resp.headers.get("Content-Type", ""):
+            return resp.geturl()  # a small file comes at once (read again below, with a Range when resuming)
+        page = resp.read(1 << 20).decode("utf-8", "replace")
+    return confirmed_url(page, url)
 
 
 def fetch(spec: WeightSpec, folder: Path, log=print, timeout: float = 20.0) -> Path | None:
@@ -134,9 +191,12 @@ def fetch(spec: WeightSpec, folder: Path, log=print, timeout: float = 20.0) -> P
     dest = folder / spec.filename
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
-    req = urllib.request.Request(spec.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
+        url = _resolve(spec.url, timeout)
+        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
+            if "text/html" in resp.headers.get("Content-Type", ""):
+                raise OSError(f"{urlparse(url).netloc} sent a web page, not the file")
             if have and resp.status != 206:  # the server ignored the range: start over
                 have = 0
             total = have + int(resp.headers.get("Content-Length", 0) or 0)

@@ -71,10 +71,38 @@ class Mapper:
                 packed = pack_rgb(rgb).view(np.uint32)[valid]
                 labels = semantic[valid].astype(np.int64) - 1
                 self.map.integrate(fv, packed, labels, class_names, np.asarray(classes), tracks, pose[:3, 3])
+                self.map.forget_tracks(self.tracker.live())
                 self.stamp_ns = stamp_ns
                 self.revision += 1
             t["map_integrate"] = time.perf_counter() - t0
         return tracks
+
+    def embed_rows(self, tracks: np.ndarray, areas: np.ndarray, budget: int | None) -> np.ndarray:
+        """Which of this frame's instances (rows of ``tracks``) to embed: those in a map object, the objects
+        with the fewest embedded views first (then the larger instance), at most ``budget`` (None: all)."""
+        with self._lock:
+            oids = self.map.objects_of(tracks)
+            views = self.map.embeddings.views_of(oids.tolist())
+        rows = np.flatnonzero((oids > 0) & (np.asarray(areas) > 0))
+        if budget is not None and len(rows) > budget:
+            rows = rows[np.lexsort((-np.asarray(areas)[rows], views[rows]))[:budget]]
+        return rows
+
+    def add_embeddings(self, tracks: np.ndarray, embeddings: np.ndarray, weights: np.ndarray) -> None:
+        """The crops' unit embeddings, each to the object its track feeds now (skipped if that object is gone)."""
+        with self._lock:
+            oids = self.map.objects_of(tracks)
+            ok = np.array([o in self.map.objects for o in oids.tolist()], bool) if len(oids) else np.zeros(0, bool)
+            if ok.any():
+                self.map.embeddings.add(oids[ok], np.asarray(embeddings)[ok], np.asarray(weights)[ok])
+                self.revision += 1
+
+    def query(self, text: np.ndarray, top_k: int, allowed=None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids, cosine scores) of the objects best matching a unit text embedding, and how many objects
+        have an embedding; ``allowed``: ids that may be answered (those on ~/map/objects)."""
+        with self._lock:
+            ids, scores = self.map.embeddings.query(text, top_k, allowed)
+            return ids, scores, len(self.map.embeddings)
 
     def reset_time(self) -> None:
         """Time jumped back (a bag loop): tracks start over (ids keep counting), the map stays."""

@@ -1,9 +1,10 @@
 """The map on disk, so that it survives the node: ``map_state.npz`` in ``map.save_dir``.
 
 Everything the map is made of is saved, exactly: the voxels (keys, class evidence per class *name*,
-colour, object, the frame each was last seen in), the objects (views, votes in their order), which
-object each track fed, the class names, and the counters of objects, tracks and frames, so ids are
-never reused across restarts. The file is a NumPy ``.npz`` without pickles (arrays and one JSON
+colour, object, the frame each was last seen in), the objects (views, votes in their order, CLIP
+embedding sums with the name of the model that made them), which object each track fed, the class
+names, and the counters of objects, tracks and frames, so ids are never reused across restarts.
+The file is a NumPy ``.npz`` without pickles (arrays and one JSON
 header), written to a temporary file in the same folder, flushed to disk and renamed over the old one:
 a crash mid-save leaves the previous file whole.
 
@@ -41,7 +42,7 @@ class MapState:
     arrays: dict[str, np.ndarray]
 
 
-def capture(mapper, frame: str) -> MapState:
+def capture(mapper, frame: str, embedding_model: str = "") -> MapState:
     """Copy the mapper's persistent state (the frame path waits only for these copies)."""
     with mapper._lock:
         m, tr = mapper.map, mapper.tracker
@@ -55,7 +56,7 @@ def capture(mapper, frame: str) -> MapState:
                 vote_n.append(n)
         header = {"format": FORMAT, "version": VERSION, "frame": frame, "voxel_size": m.voxel_size,
                   "names": list(m.names), "next_object": m._next_object, "next_track": tr._next,
-                  "frames": m.frames, "stamp_ns": mapper.stamp_ns}
+                  "frames": m.frames, "stamp_ns": mapper.stamp_ns, "embedding_model": embedding_model}
         arrays = {
             "keys": m.keys.copy(), "counts": m.counts.copy(), "rgb": m.rgb.copy(), "object": m.obj.copy(),
             "seen": m.seen.copy(),
@@ -65,6 +66,7 @@ def capture(mapper, frame: str) -> MapState:
             "vote_count": np.array(vote_n, np.int64),
             "track_ids": np.array(list(m._track_object), np.int64),
             "track_objects": np.array(list(m._track_object.values()), np.int64),
+            **m.embeddings.state(),
         }
     return MapState(header, arrays)
 
@@ -83,6 +85,8 @@ def write(folder: Path, state: MapState) -> Path:
 _DTYPES = {"keys": np.int64, "counts": np.uint16, "rgb": np.uint32, "object": np.uint32, "seen": np.int64,
            "object_ids": np.int64, "object_views": np.int64, "vote_object": np.int64, "vote_name": np.int64,
            "vote_count": np.int64, "track_ids": np.int64, "track_objects": np.int64}
+# objects' CLIP embeddings (mapping/embeddings.py): optional, a map saved before they existed has none
+_EMBED_DTYPES = {"embed_ids": np.int64, "embed_sums": np.float32, "embed_views": np.int64}
 
 
 def read(path: Path, frame: str, voxel_size: float) -> MapState:
@@ -95,6 +99,8 @@ def read(path: Path, frame: str, voxel_size: float) -> MapState:
                 raise MapFileError(f"not a map file of this node (missing {sorted(missing)})")
             header = json.loads(str(z["header"]))
             arrays = {k: z[k] for k in _DTYPES}
+            if set(_EMBED_DTYPES) <= files:
+                arrays.update({k: z[k] for k in _EMBED_DTYPES})
     except MapFileError:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
@@ -138,10 +144,19 @@ def _check(h: dict, a: dict[str, np.ndarray]) -> None:
             raise MapFileError(f"damaged: {k}")
     if ids and max(ids) >= h["next_object"]:
         raise MapFileError("damaged: an object id at or past the id counter")
+    if "embed_ids" in a:
+        e, s = a["embed_ids"], a["embed_sums"]
+        if any(a[k].dtype != dt for k, dt in _EMBED_DTYPES.items()) or s.ndim != 2 or len(s) != len(e) \
+                or len(a["embed_views"]) != len(e):
+            raise MapFileError("damaged: object embedding arrays")
+        if not set(e.tolist()) <= ids or len(np.unique(e)) != len(e) or not np.isfinite(s).all() \
+                or (len(e) and (a["embed_views"].min() < 1 or np.linalg.norm(s, axis=1).min() <= 0)):
+            raise MapFileError("damaged: object embeddings")
 
 
-def restore(mapper, state: MapState) -> None:
-    """Replace the mapper's map and counters by ``state`` (read by ``read``)."""
+def restore(mapper, state: MapState, embedding_model: str = "") -> str:
+    """Replace the mapper's map and counters by ``state`` (read by ``read``). Object embeddings are taken
+    when they were made by ``embedding_model``, else left out; returns why they were left out ("" if not)."""
     h, a = state.header, state.arrays
     with mapper._lock:
         m = mapper.map
@@ -164,6 +179,14 @@ def restore(mapper, state: MapState) -> None:
         m._next_object, m.frames = h["next_object"], h["frames"]
         mapper.tracker._next = max(mapper.tracker._next, h["next_track"])
         mapper.stamp_ns = h["stamp_ns"]
+        dropped = ""
+        if "embed_ids" in a and len(a["embed_ids"]):
+            if h.get("embedding_model", "") == embedding_model:
+                m.embeddings.load(a["embed_ids"], a["embed_sums"], a["embed_views"])
+            else:
+                dropped = (f"its {len(a['embed_ids'])} object embeddings were made by "
+                           f"'{h.get('embedding_model', '')}', this node's CLIP is '{embedding_model}'")
+    return dropped
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -190,8 +213,10 @@ class MapStore:
     removal on clear. A file that cannot be used is renamed aside (``map_state.refused-<time>.npz``) and
     kept, so no later save overwrites it."""
 
-    def __init__(self, folder: Path, frame: str, voxel_size: float, log=print, warn=print) -> None:
+    def __init__(self, folder: Path, frame: str, voxel_size: float, log=print, warn=print,
+                 embedding_model: str = "") -> None:
         self.folder, self.frame, self.voxel_size = folder, frame, voxel_size
+        self.embedding_model = embedding_model
         self.path = folder / MAP_FILE
         self.log, self.warn = log, warn
         self._writing = threading.Lock()  # one save at a time
@@ -210,7 +235,10 @@ class MapStore:
             self.warn(f"map: not loading {self.path}: {exc}. Starting with an empty map; the file is kept as "
                       f"{aside}")
             return False
-        restore(mapper, state)
+        dropped = restore(mapper, state, self.embedding_model)
+        if dropped:
+            self.warn(f"map: {self.path}: {dropped}; the objects are kept without them (they are embedded again "
+                      "as they are seen)")
         mapper.revision += 1
         self.saved_revision = mapper.revision
         self.log(f"map: loaded {self.path}: {len(state.arrays['keys'])} voxels, "
@@ -224,7 +252,7 @@ class MapStore:
         if revision == self.saved_revision or not self._writing.acquire(blocking=block):
             return None
         try:
-            state = capture(mapper, self.frame)
+            state = capture(mapper, self.frame, self.embedding_model)
         except BaseException:
             self._writing.release()
             raise

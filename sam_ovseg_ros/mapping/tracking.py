@@ -74,6 +74,10 @@ class Tracker:
         self._frame = 0
         self._next = getattr(self, "_next", 1)
 
+    def live(self):
+        """Ids of the tracks that can still be matched (a view of the table, no copy)."""
+        return self._tracks.keys()
+
     def update(self, instances: np.ndarray, n: int, voxels: list[np.ndarray] | None = None) -> np.ndarray:
         """(n,) uint32 track id of instance ids 1..n; ``voxels[i]`` are instance i+1's sorted map-voxel keys."""
         self._frame += 1

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sam_ovseg_ros.mapping.embeddings import EmbeddingTable
+
 _BITS = 21
 _OFF = 1 << (_BITS - 1)  # voxel coordinates in [-2^20, 2^20): +-52 km at 5 cm
 _MASK = (1 << _BITS) - 1
@@ -94,6 +96,7 @@ class VoxelMap:
         self._sorted = np.zeros(0, np.int64)  # the keys, sorted, and the slot of each
         self._slot = np.zeros(0, np.int64)
         self.objects: dict[int, MapObject] = {}
+        self.embeddings = EmbeddingTable()  # objects' CLIP embeddings (mapping/embeddings.py)
         self._track_object: dict[int, int] = {}
         self.frames = 0
 
@@ -267,11 +270,21 @@ class VoxelMap:
                 ob.votes[class_names[i - 1]] = ob.votes.get(class_names[i - 1], 0) + 1
         self._obj[slots] = lut[inst]
 
+    def forget_tracks(self, live) -> None:
+        """Drop the track -> object links of tracks that ended (their ids never come back): the table
+        stays the size of the live tracks instead of growing with every track a long run has seen."""
+        self._track_object = {t: o for t, o in self._track_object.items() if t in live}
+
+    def objects_of(self, track_ids) -> np.ndarray:
+        """The object each track fed (0: none, e.g. an instance without valid depth)."""
+        return np.array([self._track_object.get(int(t), 0) for t in track_ids], np.int64)
+
     def _merge(self, src: int, dst: int) -> None:
         obj = self.obj
         obj[obj == src] = dst
         a, b = self.objects.pop(src), self.objects[dst]
         b.views += a.views
+        self.embeddings.merge(src, dst)
         for k, v in a.votes.items():
             b.votes[k] = b.votes.get(k, 0) + v
         for t, o in self._track_object.items():
@@ -294,6 +307,7 @@ class VoxelMap:
         self._sorted = self.keys[self._slot]
         alive = set(np.unique(self.obj).tolist())
         self.objects = {k: v for k, v in self.objects.items() if k in alive}
+        self.embeddings.keep(self.objects)
 
     # ------------------------------------------------------------------ queries
     def centres(self) -> np.ndarray:

@@ -7,6 +7,9 @@ replaced by learned ``mask_embedding[0]`` before the CLS token and positions are
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,16 +77,20 @@ def encode_text(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 class TextFeatures:
     """Per-name text embeddings (14 ViLD templates, each L2-normalised, averaged, renormalised), cached.
 
-    Changing the vocabulary only encodes names not seen before.
+    Changing the vocabulary only encodes names not seen before. The cache keeps the ``max_entries``
+    names used last (a vocabulary holds at most 4096; texts of map queries come and go), so no caller
+    can grow it without bound; thread-safe (the frame worker and the query service both use it).
     """
 
-    def __init__(self, clip: nn.Module, templates=VILD_TEMPLATES) -> None:
+    def __init__(self, clip: nn.Module, templates=VILD_TEMPLATES, max_entries: int = 8192) -> None:
         import open_clip
 
         self.clip = clip
         self.templates = tuple(templates)
         self.tokenize = open_clip.get_tokenizer("ViT-L-14")  # OpenAI BPE, bundled with open_clip
-        self._cache: dict[str, torch.Tensor] = {}
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
 
     def tokens(self, names: list[str]) -> torch.Tensor:
         """(T, N, context) token ids, template-major."""
@@ -91,7 +98,9 @@ class TextFeatures:
         return self.tokenize(texts).view(len(self.templates), len(names), -1)
 
     def __call__(self, names: list[str]) -> torch.Tensor:
-        new = list(dict.fromkeys(n for n in names if n not in self._cache))
+        with self._lock:
+            have = {n: self._cache[n] for n in dict.fromkeys(names) if n in self._cache}
+        new = [n for n in dict.fromkeys(names) if n not in have]
         if new:
             device = self.clip.token_embedding.weight.device
             tok = self.tokens(new).to(device)
@@ -101,8 +110,14 @@ class TextFeatures:
             feats = feats / feats.norm(dim=-1, keepdim=True)
             feats = feats.mean(dim=0)
             feats = feats / feats.norm(dim=-1, keepdim=True)
-            self._cache.update(zip(new, feats))
-        return torch.stack([self._cache[n] for n in names])
+            have.update(zip(new, feats))
+        with self._lock:
+            for n in have:  # most recently used last
+                self._cache[n] = have[n]
+                self._cache.move_to_end(n)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return torch.stack([have[n] for n in names])
 
     def cached(self) -> int:
         return len(self._cache)

@@ -160,16 +160,20 @@ class OVSegPredictor:
             return empty, image.new_zeros((0, 1, size, size)), boxes
         return torch.cat(crops), torch.cat(rmasks), boxes
 
-    def clip_logits(self, crops: torch.Tensor, rmasks: torch.Tensor, text: torch.Tensor,
-                    keep: dict | None = None) -> torch.Tensor:
-        """(V, K + 1) = 100 * cos(masked-CLIP feature, text feature), in batches of ``clip_batch``."""
+    def clip_features(self, crops: torch.Tensor, rmasks: torch.Tensor) -> torch.Tensor:
+        """(V, E) unit float32 mask-prompted CLIP features of crops, in batches of ``clip_batch``."""
         clip = self.model.clip_adapter.clip_model
         feats = []
         bs = self.cfg.inference.clip_batch
         for i in range(0, crops.shape[0], bs):
             with self._amp():
                 feats.append(encode_masked(clip, crops[i:i + bs], rmasks[i:i + bs]).float())
-        f = torch.cat(feats) if feats else crops.new_zeros((0, text.shape[1]))
+        return torch.cat(feats) if feats else crops.new_zeros((0, clip.text_projection.shape[1]))
+
+    def clip_logits(self, crops: torch.Tensor, rmasks: torch.Tensor, text: torch.Tensor,
+                    keep: dict | None = None) -> torch.Tensor:
+        """(V, K + 1) = 100 * cos(masked-CLIP feature, text feature), in batches of ``clip_batch``."""
+        f = self.clip_features(crops, rmasks)
         if keep is not None:
             keep["clip_image_features"] = f
         return TEMPERATURE * f @ text.T
@@ -220,17 +224,28 @@ class OVSegPredictor:
         return OVSegOutput(sem_seg=sem_seg, class_names=names, blank=~(sem_seg > 0).any(0), extras=extras)
 
     @torch.inference_mode()
+    def mask_embeddings(self, rgb: np.ndarray, masks: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(N, E) unit mask-prompted CLIP embeddings of N masked crops (bool masks, the image's size) of the
+        input image: what ``classify_masks`` compares with the text, and what a map object accumulates."""
+        masks = torch.as_tensor(masks, device=self.device).bool()
+        if masks.shape[0] == 0:
+            return torch.zeros((0, self.model.clip_adapter.clip_model.text_projection.shape[1]), device=self.device)
+        image = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float()
+        crops, rmasks, _ = self.crop_regions(image, masks)
+        return self.clip_features(crops, rmasks)
+
+    @torch.inference_mode()
+    def classify_embeddings(self, feats: torch.Tensor, class_names: list[str]) -> torch.Tensor:
+        """(N, K) class probabilities of unit crop embeddings (K includes "others" for a single name)."""
+        if feats.shape[0] == 0:
+            return torch.zeros((0, len(self.with_others(class_names))), device=self.device)
+        logits = TEMPERATURE * feats @ self.text_features(self.with_others(class_names)).T
+        return logits[:, :-1].softmax(-1)
+
     def classify_masks(self, rgb: np.ndarray, masks: np.ndarray | torch.Tensor, class_names: list[str]) -> torch.Tensor:
         """(N, K) class probabilities of N masks (bool, the image's size), by the mask-prompted CLIP alone.
 
         This is OVSeg's proposal classification with SAM masks as the proposals, cropped from the
         input image itself. K includes "others" when a single name is given.
         """
-        names = self.with_others(class_names)
-        masks = torch.as_tensor(masks, device=self.device).bool()
-        if masks.shape[0] == 0:
-            return torch.zeros((0, len(names)), device=self.device)
-        image = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float()
-        crops, rmasks, _ = self.crop_regions(image, masks)
-        logits = self.clip_logits(crops, rmasks, self.text_features(names))
-        return logits[:, :-1].softmax(-1)
+        return self.classify_embeddings(self.mask_embeddings(rgb, masks), class_names)

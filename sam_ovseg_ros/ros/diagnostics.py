@@ -12,6 +12,8 @@ import threading
 import time
 from collections import defaultdict, deque
 
+from sam_ovseg_ros.ros.memory import process_memory
+
 
 class Throttle:
     """``ok(key)`` is True at most once per ``period`` seconds for each key."""
@@ -130,10 +132,12 @@ class Diagnostics:
         self._last_pairs, self._last_arrived = st.pairs, arrived
         snap = self.stats.snapshot()
         snap["counts"]["dropped"] = self.inputs.jobs.dropped
+        snap["counts"]["color_msgs"], snap["counts"]["depth_msgs"] = arrived  # what reached the callbacks
         self.node.get_logger().info("status: " + NodeStats.format(snap))
         values = [KeyValue(key=f"count.{k}", value=str(v)) for k, v in sorted(snap["counts"].items())]
         values += [KeyValue(key=f"bad_input.{k}", value=str(v)) for k, v in sorted(snap["bad_input"].items())]
         values += [KeyValue(key=f"median_ms.{k}", value=f"{v:.2f}") for k, v in snap["stage_median_ms"].items()]
+        values += [KeyValue(key=f"memory_mb.{k}", value=f"{v:.1f}") for k, v in process_memory().items()]
         if snap["output_age_median_ms"] is not None:
             values.append(KeyValue(key="output_age_median_ms", value=f"{snap['output_age_median_ms']:.1f}"))
         level = DiagnosticStatus.WARN if snap["bad_input"] else DiagnosticStatus.OK

@@ -203,3 +203,23 @@ def map_markers(snap, header: Header, ns: str, text_size: float) -> MarkerArray:
         text.scale.z = text_size
         arr += [box, text]
     return MarkerArray(markers=arr)
+
+
+def query_markers(hits, scores, text: str, header: Header, ns: str, text_size: float) -> MarkerArray:
+    """A DELETEALL, then per hit of a map query a bright box over the object and "rank. text score" above it."""
+    arr = [Marker(header=header, ns=ns, action=Marker.DELETEALL)]
+    for rank, (o, s) in enumerate(zip(hits, scores)):
+        lo, hi = o.bbox_min, o.bbox_max
+        shade = 1.0 - 0.6 * rank / max(len(hits), 1)  # the best hit brightest
+        box = Marker(header=header, ns=ns + "/boxes", id=rank, type=Marker.CUBE, action=Marker.ADD,
+                     color=ColorRGBA(r=1.0, g=0.85 * shade, b=0.0, a=0.6))
+        box.pose.position = Point(x=float(lo[0] + hi[0]) / 2, y=float(lo[1] + hi[1]) / 2, z=float(lo[2] + hi[2]) / 2)
+        box.pose.orientation.w = 1.0
+        box.scale.x, box.scale.y, box.scale.z = (float(h - low) + 0.02 for h, low in zip(hi, lo))
+        label = Marker(header=header, ns=ns + "/labels", id=rank, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                       text=f"{rank + 1}. {text[:40]} {s:.2f} (#{o.id})", color=ColorRGBA(r=1.0, g=1.0, b=0.3, a=1.0))
+        label.pose.position = Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(hi[2]) + 2 * text_size)
+        label.pose.orientation.w = 1.0
+        label.scale.z = text_size
+        arr += [box, label]
+    return MarkerArray(markers=arr)

@@ -3,7 +3,8 @@
 The node only composes its parts: parameters (params.py), inputs and their pairing (inputs.py),
 the ROS-free frame pipeline on a worker thread (core/frame_pipeline.py), the per-frame outputs and
 their publisher thread (outputs.py), the map topics and services (map_io.py) and diagnostics.
-Inference never runs in an executor callback. Bad input is logged once per kind and period and
+Frame inference never runs in an executor callback; the executor has two threads so that a map query
+encoding its text (its own callback group) never holds up the inputs. Bad input is logged once per kind and period and
 skipped; the node keeps running.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import traceback
 
 import rclpy
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from sam_ovseg_ros import model_registry
@@ -26,8 +28,11 @@ from sam_ovseg_ros.ros import messages
 from sam_ovseg_ros.ros.diagnostics import Diagnostics, NodeStats, Problems
 from sam_ovseg_ros.ros.inputs import FrameInputs
 from sam_ovseg_ros.ros.map_io import MapInterface
+from sam_ovseg_ros.ros.memory import limit_arenas, trim_heap
 from sam_ovseg_ros.ros.outputs import FrameOutputs
 from sam_ovseg_ros.ros.params import NodeParameters
+
+TRIM_PERIOD_S = 2.0
 
 
 class SamOvsegNode(Node):
@@ -56,11 +61,20 @@ class SamOvsegNode(Node):
         self.inputs = FrameInputs(self, cfg, self.stats, self.problems, on_time_reset=self._on_time_reset,
                                   running=lambda: self._running)
         self.outputs = FrameOutputs(self, cfg, self.stats, self.problems)
-        self.map = MapInterface(self, self.mapper, cfg, self.stats, self.problems) if mc.enabled else None
+        self.map = MapInterface(self, self.mapper, cfg, self.stats, self.problems, *self._query_encoder(cfg)) \
+            if mc.enabled else None
         self.diagnostics = Diagnostics(self, self.stats, self.inputs, cfg.diagnostics.period)
+        self.create_timer(TRIM_PERIOD_S, trim_heap)  # memory freed by frames goes back to the system
         self._worker = threading.Thread(target=self._work, name="sam_ovseg_worker", daemon=True)
         self._worker.start()
         log.info("ready: waiting for color/image, depth/image and color/camera_info")
+
+    def _query_encoder(self, cfg: NodeConfig):
+        """(text -> unit embedding or None, why not, the CLIP's name) for ~/map/query and the map's file."""
+        if self.models is None or not self.models.can_embed:
+            return None, (f"segmenter '{cfg.segmenter}' loads no CLIP model (it labels masks itself), so map "
+                          "objects have no embeddings: text queries need segmenter sam or sam2 (with OVSeg)"), ""
+        return self.models.encode_text, "", self.models.embedding_model
 
     def config(self) -> NodeConfig:
         return self.params.config()
@@ -114,6 +128,7 @@ class SamOvsegNode(Node):
 
 
 def main(args=None) -> int:
+    limit_arenas()  # before the middleware's and torch's threads: memory stays flat over hours (ros/memory.py)
     rclpy.init(args=args)
     node = None
     try:
@@ -122,8 +137,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("sam_ovseg").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
+    # two threads: ~/map/query (its own callback group) encodes texts while the inputs keep flowing; every
+    # other callback shares the node's default, mutually exclusive group, so they never run concurrently
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:

@@ -14,3 +14,5 @@ FRAME_OUTPUTS = ("depth_colormap", "instances", "semantic", "overlay", "points",
 OUTPUTS = (*FRAME_OUTPUTS, "vocabulary")  # + latched, on change
 MAP_OUTPUTS = ("map/points", "map/objects", "map/markers")  # latched; when map.enabled
 MAP_SERVICES = ("map/clear", "map/save")  # std_srvs/Trigger
+MAP_QUERY = "map/query"  # sam_ovseg_ros/srv/QueryObjects
+MAP_QUERY_MARKERS = "map/query_markers"  # the last query's hits, latched

@@ -1,8 +1,9 @@
 """``make demo``: the sample RGB-D recording through the node, outputs into out/.
 
-1. Real checkpoints from the weights folder ($SAM_OVSEG_WEIGHTS, default ~/.cache/sam_ovseg_ros);
-   SAM is downloaded and md5-checked when missing and the network allows. Without both real
-   checkpoints the tiny profile runs, and out/ says loudly that weights are random.
+1. Real checkpoints from the weights folder ($SAM_OVSEG_WEIGHTS, default ~/.cache/sam_ovseg_ros): OVSeg
+   (Google Drive, through its confirm page) and SAM ViT-B are downloaded with progress, resume and the
+   md5 check when missing and the network allows. Without both the tiny profile runs, and out/ says
+   loudly that weights are random.
 2. The ScanNet sample frames become a rosbag2 with RealSense topic names (build/sample_bag).
 3. sam_ovseg_node runs as its own process; sam_ovseg_replay plays the bag into it over DDS
    (loopback only) and records every output topic to out/bag.
@@ -28,34 +29,32 @@ NS = "demo"
 NS_MAP = "demo_map"
 WARNING = ("WARNING: the real SAM / OVSeg checkpoints were not found, so this demo ran the 'tiny' profile: "
            "models with RANDOM weights. Instances and class labels in out/ are MEANINGLESS; they only show "
-           "that the pipeline, topics and files work. Put sam_vit_h_4b8939.pth and "
-           "ovseg_swinbase_vitL14_ft_mpt.pth into {folder} (see README, 'Weights') and run make demo again.")
+           "that the pipeline, topics and files work. Put ovseg_swinbase_vitL14_ft_mpt.pth and a SAM checkpoint "
+           "(sam_vit_b_01ec64.pth is enough) into {folder} (see README, 'Weights') and run make demo again.")
 
 
 def choose_profile(log) -> tuple[str, dict]:
-    """The real profile when every checkpoint it needs is (or can be made) present, else ``tiny`` at once.
+    """The real profile when OVSeg and a SAM checkpoint are (or can be made) present, else ``tiny`` at once.
 
-    Files that cannot be downloaded (OVSeg lives on Google Drive) are checked first, so a multi-GB
-    SAM download never happens for a run that would fall back to the tiny models anyway.
+    The download is kept as small as the real pipeline allows: OVSeg's only released checkpoint (Swin-B +
+    CLIP ViT-L/14, ~2 GB, Google Drive) and the smallest SAM, ViT-B (358 MB), unless a larger SAM is already
+    in the folder. OVSeg comes first: when Drive refuses (offline, quota), no SAM download is started for a
+    run that would fall back to the tiny models anyway. ``SAM_OVSEG_NO_DOWNLOAD=1``: never download.
     """
     from sam_ovseg_ros.core.config import default_weights_dir
-    from sam_ovseg_ros.core.weights import KNOWN, OVSEG_FILE, SAM_FILES, can_fetch, describe, fetch
+    from sam_ovseg_ros.core.weights import KNOWN, OVSEG_FILE, SAM_FILES, describe, fetch
 
     folder = default_weights_dir()
-    needed = [folder / SAM_FILES["vit_h"], folder / OVSEG_FILE]
+    sam = next((m for m in ("vit_h", "vit_l", "vit_b") if (folder / SAM_FILES[m]).is_file()), "vit_b")
+    needed = [folder / OVSEG_FILE, folder / SAM_FILES[sam]]
     missing = [p for p in needed if not p.is_file()]
-    unobtainable = [p for p in missing if not can_fetch(KNOWN[p.name]) or os.environ.get("SAM_OVSEG_NO_DOWNLOAD") == "1"]
-    for p in unobtainable:
-        log(f"missing checkpoint {p}. {describe(p.name)}")
-    if not unobtainable:
-        for p in missing:
-            if fetch(KNOWN[p.name], folder, log) is None:
-                unobtainable.append(p)
-                break
-    if not unobtainable:
-        return "default", {"profile": "default", "sam.model_type": "vit_h"}
-    log(WARNING.format(folder=folder))
-    return "tiny", {"profile": "tiny", "weights_dir": str(Path("build") / "weights")}
+    offline = os.environ.get("SAM_OVSEG_NO_DOWNLOAD") == "1"
+    for p in missing:
+        if offline or fetch(KNOWN[p.name], folder, log) is None:
+            log(f"missing checkpoint {p}. {describe(p.name)}")
+            log(WARNING.format(folder=folder))
+            return "tiny", {"profile": "tiny", "weights_dir": str(Path("build") / "weights")}
+    return "default", {"profile": "default", "sam.model_type": sam, "weights_dir": str(folder)}
 
 
 def ros_env() -> dict:

@@ -1,0 +1,82 @@
+"""The process's memory: what it holds (``process_memory``) and keeping it flat over hours (glibc tuning).
+
+Each frame allocates and frees hundreds of MB of arrays of many sizes from several threads (the worker,
+the publisher, the executor's two, the middleware's). glibc gives each thread that allocates at the same
+time as another its own arena, up to 8 per core, and keeps what is freed in that arena: the C heap's free
+part grows run after run of frames while the part in use stays flat, so the resident size creeps up
+(measured in bench/soak.py; docs/performance.md). ``limit_arenas`` caps the arenas at two before any other
+thread starts, so freed memory is reused instead of stranded, and ``trim_heap`` hands free pages back
+now and then. Elsewhere than glibc both do nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+
+def _libc_function(name: str):
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2():
+    fn = _libc_function("mallinfo2")  # glibc >= 2.33
+    if fn is not None:
+        fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def _malloc_trim():
+    fn = _libc_function("malloc_trim")
+    if fn is not None:
+        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``, every arena); frees nothing
+    in use."""
+    return bool(_MALLOC_TRIM(0)) if _MALLOC_TRIM is not None else False
+
+
+def process_memory() -> dict[str, float]:
+    """MB: resident set (``rss``) and, with glibc, the C heap over all arenas: bytes in use
+    (``heap_in_use``), free but kept by malloc (``heap_free``: fragmentation, not a leak) and large blocks
+    mapped directly (``mmap``). A growing ``heap_in_use`` is a leak; a growing ``heap_free`` is the allocator."""
+    out = {}
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            out["rss"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        pass
+    if _MALLINFO2 is not None:
+        mi = _MALLINFO2()
+        out.update(heap_in_use=mi.uordblks / 2**20, heap_free=mi.fordblks / 2**20, mmap=mi.hblkhd / 2**20)
+    return out
+
+
+def limit_arenas(n: int = 2) -> bool:
+    """At most ``n`` malloc arenas (glibc ``mallopt(M_ARENA_MAX)``), unless the operator set
+    ``MALLOC_ARENA_MAX`` already. Call before other threads start."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    fn = _libc_function("mallopt")
+    if fn is None:
+        return False
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(fn(M_ARENA_MAX, n))

@@ -1,0 +1,32 @@
+"""The node's memory figures and glibc tuning (ros/memory.py): the C heap's in-use part follows what is
+allocated and freed, trimming keeps what is in use, and the arena limit yields to the operator's setting."""
+import subprocess
+import sys
+
+import pytest
+
+from sam_ovseg_ros.ros import memory
+
+pytestmark = pytest.mark.skipif(memory._MALLINFO2 is None, reason="not glibc")
+
+
+def test_heap_figures_follow_allocations():
+    import ctypes
+
+    before = memory.process_memory()
+    blocks = [ctypes.create_string_buffer(20_000) for _ in range(2000)]  # 40 MB in malloc'd blocks < mmap threshold
+    held = memory.process_memory()
+    assert held["heap_in_use"] - before["heap_in_use"] > 35
+    assert held["rss"] - before["rss"] > 35
+    del blocks
+    freed = memory.process_memory()
+    assert held["heap_in_use"] - freed["heap_in_use"] > 35
+    memory.trim_heap()
+    assert memory.process_memory()["heap_in_use"] == pytest.approx(freed["heap_in_use"], abs=1)
+
+
+def test_arena_limit_yields_to_the_operator():
+    code = "from sam_ovseg_ros.ros import memory; print(memory.limit_arenas())"
+    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
+           for env in ({"PATH": "/usr/bin"}, {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": "4"})]
+    assert out == ["True", "False"]
