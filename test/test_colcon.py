@@ -17,14 +17,16 @@ import {pkg}
 root = pathlib.Path(sys.argv[1]).resolve()
 names = sorted(p.relative_to(root).with_suffix("").as_posix().replace("/", ".")
                for p in root.rglob("*.py") if "__pycache__" not in p.parts and p.name != "__init__.py"
-               and p.relative_to(root).parts[0] != "msg")  # msg/ is generated: imported below
+               and p.relative_to(root).parts[0] not in ("msg", "srv"))  # generated: imported below
 where = {{}}
 for n in names:
     m = importlib.import_module("{pkg}." + n)
     where[n] = m.__file__
 from {pkg}.msg import ObjectArray, SegmentArray, Vocabulary
+from {pkg}.srv import QueryObjects
 from {pkg}.core import kernels, vocabulary
 where["msg"] = sys.modules["{pkg}.msg"].__file__
+where["srv"] = sys.modules["{pkg}.srv"].__file__
 print(json.dumps({{"modules": where, "kernels": kernels.where, "available": kernels.available,
                   "vocabulary": str(vocabulary.resolve("ade20k_150"))}}))
 '''
@@ -44,7 +46,7 @@ def check_install(ws: Workspace) -> dict:
     done = ws.run(f"python {script} {ws.site_packages / PACKAGE}", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(got["modules"]) - {"msg"} == source_modules()  # every module of the checkout is installed
+    assert set(got["modules"]) - {"msg", "srv"} == source_modules()  # every module of the checkout is installed
     for name, path in got["modules"].items():
         assert path.startswith(str(ws.install)), (name, path)  # ... and imported from the install space
     assert got["available"] and got["kernels"].startswith(str(ws.install)), got["kernels"]
@@ -54,7 +56,7 @@ def check_install(ws: Workspace) -> dict:
         assert (ws.install / PACKAGE / "lib" / PACKAGE / exe).is_file(), exe
     share = ws.install / PACKAGE / "share" / PACKAGE
     for f in ("launch/rosbag.launch.py", "launch/realsense.launch.py", "launch/common.py", "config/sam_ovseg.yaml",
-              "msg/SegmentArray.msg", "package.xml"):
+              "msg/SegmentArray.msg", "srv/QueryObjects.srv", "package.xml"):
         assert (share / f).is_file(), f
     return got
 

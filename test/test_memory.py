@@ -30,3 +30,31 @@ def test_arena_limit_yields_to_the_operator():
     out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
            for env in ({"PATH": "/usr/bin"}, {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": "4"})]
     assert out == ["True", "False"]
+
+
+PROBE = """
+import ctypes, sys, threading
+if sys.argv[1] == "node":
+    import sam_ovseg_ros.ros.node  # what sam_ovseg_node runs first
+import torch
+from sam_ovseg_ros.ros import memory
+go = threading.Event()
+def work():
+    keep = [ctypes.create_string_buffer(1000) for _ in range(20000)]
+    go.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+import time; time.sleep(1)
+print(memory.arenas())
+go.set()
+"""
+
+
+def test_the_node_caps_malloc_arenas_before_any_thread():
+    """Eight threads allocating at once: with the node's module imported first, two arenas; with torch
+    imported first (its threads allocate) glibc's default gives many more."""
+    env = {"PATH": "/usr/bin"}
+    got = {how: int(subprocess.run([sys.executable, "-c", PROBE, how], capture_output=True, text=True, env=env,
+                                   timeout=120).stdout.strip()) for how in ("node", "plain")}
+    assert got["node"] == 2 and got["plain"] > 2, got

@@ -70,9 +70,25 @@ def process_memory() -> dict[str, float]:
     return out
 
 
+def arenas() -> int:
+    """How many malloc arenas the process has (glibc ``malloc_info``; 0 elsewhere)."""
+    libc = _libc_function("open_memstream") and ctypes.CDLL(None)
+    if not libc:
+        return 0
+    buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+    libc.open_memstream.restype = ctypes.c_void_p
+    fp = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    text = ctypes.string_at(buf, size.value).decode()
+    libc.free(buf)
+    return text.count("<heap nr=")
+
+
 def limit_arenas(n: int = 2) -> bool:
     """At most ``n`` malloc arenas (glibc ``mallopt(M_ARENA_MAX)``), unless the operator set
-    ``MALLOC_ARENA_MAX`` already. Call before other threads start."""
+    ``MALLOC_ARENA_MAX`` already. Only effective before a second thread allocates: glibc computes its
+    limit once, when it first needs a new arena (importing torch is already too late: 3 arenas, not 2)."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
     fn = _libc_function("mallopt")

@@ -4,10 +4,17 @@ The node only composes its parts: parameters (params.py), inputs and their pairi
 the ROS-free frame pipeline on a worker thread (core/frame_pipeline.py), the per-frame outputs and
 their publisher thread (outputs.py), the map topics and services (map_io.py) and diagnostics.
 Frame inference never runs in an executor callback; the executor has two threads so that a map query
-encoding its text (its own callback group) never holds up the inputs. Bad input is logged once per kind and period and
-skipped; the node keeps running.
+encoding its text (its own callback group) never holds up the inputs. Bad input is logged once per kind
+and period and skipped; the node keeps running.
 """
+# ruff: noqa: E402
 from __future__ import annotations
+
+from sam_ovseg_ros.ros.memory import limit_arenas
+
+# First of all, while this is the only thread: torch and the middleware start threads as they are imported,
+# and glibc fixes its arena limit when a second thread first allocates (ros/memory.py)
+limit_arenas()
 
 import sys
 import threading
@@ -128,7 +135,6 @@ class SamOvsegNode(Node):
 
 
 def main(args=None) -> int:
-    limit_arenas()  # before the middleware's and torch's threads: memory stays flat over hours (ros/memory.py)
     rclpy.init(args=args)
     node = None
     try:
