@@ -144,6 +144,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.model
+@pytest.mark.selfcheck
 @pytest.mark.parametrize("mode,budget", [("vote", 256), ("vote", 2), ("mask_clip", 2)])
 def test_pipeline_objects_hold_their_crops_embeddings(tiny, mode, budget):
     """Three posed 7-Scenes frames through the pipeline: each object's embedding is the area-weighted sum of

