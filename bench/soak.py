@@ -254,10 +254,16 @@ def plot(rows: list[dict], path: Path) -> None:
         return
     t = [r["t_s"] / 60 for r in rows]
     fig, ax = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    ax[0].plot(t, [r["rss_mb"] for r in rows], label="node")
+    ax[0].plot(t, [r["rss_mb"] for r in rows], label="node RSS (median of 10 s)")
+    if "rss_min_mb" in rows[0]:
+        ax[0].fill_between(t, [r["rss_min_mb"] for r in rows], [r["rss_max_mb"] for r in rows], alpha=0.2,
+                           label="node RSS min..max")
+    for key, name in (("heap_in_use", "C heap in use"), ("heap_free", "C heap free (kept by malloc)")):
+        if key in rows[0]:
+            ax[0].plot(t, [float(r[key]) if r[key] != "" else np.nan for r in rows], label=name)
     ax[0].plot(t, [r["soak_rss_mb"] for r in rows], label="soak publisher/subscriber")
     ax[0].set_ylabel("RSS (MB)")
-    ax[0].legend()
+    ax[0].legend(fontsize=7)
     ax[1].plot(t, [r["age_p50_ms"] or np.nan for r in rows], label="p50")
     ax[1].plot(t, [r["age_p99_ms"] or np.nan for r in rows], label="p99")
     ax[1].set_ylabel("output age (ms)")
@@ -266,6 +272,9 @@ def plot(rows: list[dict], path: Path) -> None:
     drop = np.diff([0] + [r["dropped"] for r in rows])
     ax[2].plot(t, proc, label="processed per row")
     ax[2].plot(t, drop, label="dropped per row")
+    if len(rows) > 1:
+        lost = np.diff([0] + [r["sent"] - r["frames_in"] for r in rows])
+        ax[2].plot(t, lost, label="lost in transport per row")
     ax[2].set_ylabel("frames")
     ax[2].set_xlabel("minutes")
     ax[2].legend()

@@ -65,7 +65,8 @@ class FrameOutputs:
             try:
                 self.publish(header, result, cfg)
             except Exception as exc:  # a context shut down mid-publish, or a message build bug
-                if self._running and self.problems.throttle.ok("publish"):
+                stopping = not self.node.context.ok()  # Ctrl-C / SIGTERM: rclpy shut down before this thread
+                if self._running and not stopping and self.problems.throttle.ok("publish"):
                     self.node.get_logger().error(f"publishing failed: {exc}\n{traceback.format_exc()}")
                 continue
             result.timings["publish"] = time.perf_counter() - t0
