@@ -203,3 +203,13 @@ def test_pipeline_objects_hold_their_crops_embeddings(tiny, mode, budget):
         assert np.allclose(table.embedding(oid), e, atol=1e-5), oid
     assert table.views_of(list(views)).tolist() == [len(v) for v in views.values()]
 
+
+
+def test_ties_at_the_cut_go_to_the_lower_id():
+    """Equal scores across the top_k boundary: the lower ids are answered, whatever the partial sort picked."""
+    t = EmbeddingTable()
+    e = np.eye(E, dtype=np.float32)
+    ids = np.arange(40, 0, -1)  # rows in descending id order
+    t.add(ids, np.stack([e[0]] * 40), np.full(40, 0.1))
+    t.add([99], e[1][None], [0.1])
+    assert t.query(e[0], 5)[0].tolist() == [1, 2, 3, 4, 5]

@@ -32,9 +32,6 @@ class EmbeddingTable:
     def __len__(self) -> int:
         return self._n
 
-    def __contains__(self, oid: int) -> bool:
-        return oid in self._row
-
     ids = property(lambda self: self._ids[: self._n])
     sums = property(lambda self: self._sums[: self._n])
     views = property(lambda self: self._views[: self._n])
@@ -137,8 +134,11 @@ class EmbeddingTable:
         k = min(top_k, len(s))
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        cand = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
-        cand = cand[np.lexsort((ids[cand], -s[cand]))]
+        if k < len(s):  # the k best, and every row tied with the k-th (the lower ids among them win)
+            cand = np.flatnonzero(s >= s[np.argpartition(-s, k - 1)[k - 1]])
+        else:
+            cand = np.arange(len(s))
+        cand = cand[np.lexsort((ids[cand], -s[cand]))][:k]
         return ids[cand].copy(), s[cand].astype(np.float32)
 
     # ------------------------------------------------------------------ persistence

@@ -111,9 +111,9 @@ class VoxelMap:
         return self._n
 
     def nbytes(self) -> int:
-        """Memory held, spare capacity and the sorted index included."""
+        """Memory held, spare capacity, the sorted index and the objects' embeddings included."""
         return sum(a.nbytes for a in (self._keys, self._counts, self._rgb, self._obj, self._seen, self._sorted,
-                                      self._slot))
+                                      self._slot)) + self.embeddings.nbytes()
 
     def _reserve(self, need: int) -> None:
         cap = len(self._keys)
