@@ -129,9 +129,10 @@ class Harness:
     it was sent (~11 MB per frame)."""
 
     def __init__(self, namespace: str, reliability: str = "reliable", transport: str = "raw",
-                 record: bool = True, inputs: dict[str, str] | None = None) -> None:
+                 record: bool = True, inputs: dict[str, str] | None = None, outputs=None) -> None:
         """``inputs`` names other topics for the node's inputs (``{"color/image": "/camera/..."}``), as a launch
-        file remaps them."""
+        file remaps them; ``outputs``: the per-frame outputs to subscribe to (default all; fewer keep a
+        best-effort receiver from losing samples while it takes megabytes of clouds it does not read)."""
         self.ns = namespace
         self.record = record
         self.transport = transport
@@ -163,7 +164,8 @@ class Harness:
                  "points": PointCloud2, "segments": SegmentArray, "markers": MarkerArray}
         out_qos = QoSProfile(depth=50, reliability=rel)
         self.subs = {}
-        for name, typ in types.items():
+        self.outputs = tuple(outputs or types)
+        for name, typ in ((n, types[n]) for n in self.outputs):
             self.subs[name] = self.node.create_subscription(typ, f"/{namespace}/sam_ovseg/{name}",
                                                             self._recorder(name), out_qos)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -189,8 +191,9 @@ class Harness:
                     self.arrival[name].append(time.monotonic())
         return cb
 
-    def wait_connected(self, timeout: float = 30.0, outputs=OUTPUTS) -> None:
+    def wait_connected(self, timeout: float = 30.0, outputs=None) -> None:
         """Until the node subscribes to our inputs and publishes to our output subscriptions."""
+        outputs = [o for o in (outputs or OUTPUTS) if o in self.subs]
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             ins = all(p.get_subscription_count() > 0 for p in (self.pub_color, self.pub_depth, self.pub_info))
@@ -393,11 +396,12 @@ def stamp_of(msg) -> int:
 
 
 @contextlib.contextmanager
-def node_rig(namespace: str, params: dict, tmp_path_factory, reliability: str = "reliable"):
-    """A tiny-profile node process in ``namespace`` and a connected harness; the node must exit cleanly."""
+def node_rig(namespace: str, params: dict, tmp_path_factory, reliability: str = "reliable", outputs=None):
+    """A tiny-profile node process in ``namespace`` and a connected harness (subscribed to ``outputs``,
+    default all); the node must exit cleanly."""
     node = NodeProcess(namespace, {"weights_dir": str(tmp_path_factory.mktemp("w")), **params},
                        log_dir=tmp_path_factory.mktemp("logs"))
-    h = Harness(namespace, reliability, params.get("transport", "raw"))
+    h = Harness(namespace, reliability, params.get("transport", "raw"), outputs=outputs)
     try:
         h.wait_connected(90)
         yield node, h

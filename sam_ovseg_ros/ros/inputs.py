@@ -25,6 +25,7 @@ from sam_ovseg_ros.ros import compressed, image_codec, topics
 from sam_ovseg_ros.ros.sync import LatestSlot, PairSync, StampedLatest
 
 FIRST_INFO_WAIT_S = 3.5
+EXTRINSIC_WAIT_S = 10.0  # while a publisher of depth_to_color is matched and its sample is not here yet
 
 
 def stamp_ns(header) -> int:
@@ -55,6 +56,8 @@ class FrameInputs:
         self._color_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
         self._depth_info: StampedLatest[CameraInfo] = StampedLatest(cfg.sync.queue_size)
         self._extrinsic_msg: Transform | None = None
+        self._extrinsic_subs: list = []
+        self._extrinsic_waited = False
         self._info_per_frame = {"color": False, "depth": False}
         self.jobs: LatestSlot[Job] = LatestSlot()
         self._subscribe(cfg)
@@ -82,14 +85,14 @@ class FrameInputs:
                               (CameraInfo, topics.DEPTH_INFO, self._on_depth_info),
                               (Transform, topics.DEPTH_TO_COLOR, self._on_extrinsic)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._qos_mismatch(name))
-            node.create_subscription(typ, name, cb, info if typ is CameraInfo else images, event_callbacks=events)
+            sub = node.create_subscription(typ, name, cb, info if typ is CameraInfo else images, event_callbacks=events)
             if typ is CameraInfo and cfg.qos.reliability == "reliable":
                 # best_effort cameras get no reliable reader: their publishers would warn of it
                 node.create_subscription(typ, name, cb, info_reliable, event_callbacks=quiet)
             if typ is Transform:
                 # the extrinsic is sent once: from a latched (transient-local) publisher this reader gets
                 # it whenever it matches, even long after it was sent (the volatile one only if matched)
-                node.create_subscription(typ, name, cb, LATCHED, event_callbacks=quiet)
+                self._extrinsic_subs = [sub, node.create_subscription(typ, name, cb, LATCHED, event_callbacks=quiet)]
 
     # ---------------------------------------------------------------- callbacks (executor thread)
     def _on_color(self, msg: Image) -> None:
@@ -195,11 +198,31 @@ class FrameInputs:
         frame.depth_k = dk
         frame.depth_to_color = self._extrinsic(cfg)
 
+    def _wait_for_extrinsic(self) -> Transform | None:
+        """The depth_to_color message; the first frame that needs one waits for it: a camera or bag sends it
+        once, and the first images may overtake it (a lost datagram is repaired only at the writer's next
+        heartbeat). Up to FIRST_INFO_WAIT_S, or EXTRINSIC_WAIT_S while a publisher of it is matched; after
+        that (or once it came) later frames never wait."""
+        if self._extrinsic_msg is not None or self._extrinsic_waited:
+            return self._extrinsic_msg
+        t0 = time.monotonic()
+        while self._extrinsic_msg is None and self.running():
+            waited = time.monotonic() - t0
+            published = any(s.get_publisher_count() > 0 for s in self._extrinsic_subs)
+            if waited >= (EXTRINSIC_WAIT_S if published else FIRST_INFO_WAIT_S):
+                break
+            time.sleep(0.005)
+        self._extrinsic_waited = True
+        if self._extrinsic_msg is not None and time.monotonic() - t0 > 0.01:
+            self.node.get_logger().info(f"depth_to_color arrived {time.monotonic() - t0:.2f} s after the first "
+                                        "frame that needed it")
+        return self._extrinsic_msg
+
     def _extrinsic(self, cfg: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
         vals = cfg.registration.depth_to_color
         if len(vals) == 7:
             tx, ty, tz, qx, qy, qz, qw = vals
-        elif self._extrinsic_msg is not None:
+        elif self._wait_for_extrinsic() is not None:
             t, q = self._extrinsic_msg.translation, self._extrinsic_msg.rotation
             tx, ty, tz, qx, qy, qz, qw = t.x, t.y, t.z, q.x, q.y, q.z, q.w
         else:

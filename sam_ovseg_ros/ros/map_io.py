@@ -8,9 +8,9 @@ late RViz gets the map at once; they are rebuilt only when the map changed. The 
 snapshot on a writer thread, and once more at a clean stop; ``~/map/clear`` removes the file too.
 
 ``~/map/query`` answers a text with the objects on ``~/map/objects`` whose CLIP embeddings
-(mapping/embeddings.py) are most similar to it, and shows them on ``~/map/query_markers``. It runs in
-its own callback group (the node spins a two-thread executor), so encoding a new text never holds up
-the input callbacks.
+(mapping/embeddings.py) are most similar to it, and shows them on ``~/map/query_markers``. It is
+answered on a thread of its own (service_thread.py), so encoding a new text never holds up the input
+callbacks.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
@@ -31,6 +30,7 @@ from sam_ovseg_ros.core.vocabulary import query_problem
 from sam_ovseg_ros.mapping.persistence import MapStore
 from sam_ovseg_ros.msg import ObjectArray
 from sam_ovseg_ros.ros import messages, tf_listener, topics
+from sam_ovseg_ros.ros.service_thread import ServiceThread
 from sam_ovseg_ros.ros.tf_buffer import TransformError
 from sam_ovseg_ros.srv import QueryObjects
 
@@ -53,8 +53,7 @@ class MapInterface:
         node.create_service(Trigger, "~/" + topics.MAP_SERVICES[0], self._on_clear)
         node.create_service(Trigger, "~/" + topics.MAP_SERVICES[1], self._on_save)
         self.pub_query = node.create_publisher(MarkerArray, "~/" + topics.MAP_QUERY_MARKERS, latched)
-        node.create_service(QueryObjects, "~/" + topics.MAP_QUERY, self._on_query,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.query_service = ServiceThread(node, QueryObjects, "~/" + topics.MAP_QUERY, self._on_query, "query")
         self._listed: dict = {}  # id -> ObjectStats of the objects last published on ~/map/objects
         node.create_timer(cfg.map.publish_period, self._publish)
         self._published_revision = -1
@@ -117,6 +116,7 @@ class MapInterface:
 
     def shutdown(self) -> None:
         """A clean stop: the map as it is now goes to its file."""
+        self.query_service.close()
         self.store.wait()
         saved = self.store.save(self.mapper, block=True) is not None
         if self.store.path.exists() and self.store.saved_revision == self.mapper.revision:

@@ -3,8 +3,9 @@
 The node only composes its parts: parameters (params.py), inputs and their pairing (inputs.py),
 the ROS-free frame pipeline on a worker thread (core/frame_pipeline.py), the per-frame outputs and
 their publisher thread (outputs.py), the map topics and services (map_io.py) and diagnostics.
-Frame inference never runs in an executor callback; the executor has two threads so that a map query
-encoding its text (its own callback group) never holds up the inputs. Bad input is logged once per kind
+Frame inference never runs in an executor callback, nor does a map query's text encoding (map_io.py
+answers it on a thread of its own); the executor is single-threaded, as rclpy's multi-threaded one
+slows the worker (service_thread.py). Bad input is logged once per kind
 and period and skipped; the node keeps running.
 """
 # ruff: noqa: E402
@@ -22,7 +23,7 @@ import time
 import traceback
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from sam_ovseg_ros import model_registry
@@ -143,9 +144,7 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("sam_ovseg").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
-    # two threads: ~/map/query (its own callback group) encodes texts while the inputs keep flowing; every
-    # other callback shares the node's default, mutually exclusive group, so they never run concurrently
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

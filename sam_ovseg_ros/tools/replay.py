@@ -263,7 +263,7 @@ class Recorder:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init(args=args.ros_args or None)
     node = rclpy.create_node("sam_ovseg_replay")
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
         return 2
     player = Player(node, args, log)
     recorder = Recorder(node, args.record, args.topics, args.storage, log) if args.record else None
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()  # the recorder's callbacks only queue; one thread is cheaper
     executor.add_node(node)
     stop, spun = threading.Event(), threading.Event()
 
