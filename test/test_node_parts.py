@@ -122,3 +122,38 @@ def test_inputs_take_the_camera_info_of_the_image_size(node):
     inputs._on_depth(image_msg(d, "16UC1", 3))
     frame = inputs.frame(inputs.jobs.get(timeout=0.01), cfg)
     assert (frame.k.width, frame.k.height, frame.k.fx) == (640, 480, k[0, 0])
+
+
+def test_a_service_thread_answers_without_the_node_executor(node):
+    """How ~/map/query is served: on the helper's own thread, under the name the node gives it, while the
+    node's executor is busy (here it is never spun at all)."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+    from std_srvs.srv import Trigger
+
+    from sam_ovseg_ros.ros.service_thread import ServiceThread
+
+    threads = []
+
+    def answer(request, response):
+        threads.append(threading.current_thread().name)
+        response.success = True
+        return response
+
+    helper = ServiceThread(node, Trigger, "~/ask", answer, "helper")
+    client_node = Node("parts_service_client")
+    executor = SingleThreadedExecutor()
+    executor.add_node(client_node)
+    try:
+        client = client_node.create_client(Trigger, node.get_fully_qualified_name() + "/ask")
+        assert client.wait_for_service(timeout_sec=30)
+        future = client.call_async(Trigger.Request())
+        executor.spin_until_future_complete(future, timeout_sec=30)
+        assert future.done() and future.result().success
+        assert threads == [f"{node.get_name()}_helper"]
+        assert (f"{node.get_name()}_helper", "/") in node.get_node_names_and_namespaces()
+    finally:
+        executor.shutdown()
+        client_node.destroy_node()
+        helper.close()

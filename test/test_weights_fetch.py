@@ -194,6 +194,7 @@ def test_drive_without_the_file_says_why_and_keeps_nothing(drive, tmp_path):
     lines = []
     assert weights.fetch(WeightSpec("ovseg.pth", drive, "526080"), tmp_path, lines.append, timeout=5) is None
     assert "without the file (Quota exceeded" in lines[-1] and "browser" in lines[-1]
+    assert "nothing downloaded" in lines[-1] and ".part" not in lines[-1]  # no partial file to speak of
     assert not list(tmp_path.iterdir())
     _Drive.quota = False
     lines.clear()

@@ -204,7 +204,8 @@ def fetch(spec: WeightSpec, folder: Path, log=print, timeout: float = 20.0) -> P
             _copy_with_progress(resp, part, have, total, spec.filename, log)
     except OSError as exc:
         got = part.stat().st_size if part.is_file() else 0
-        log(f"cannot download {spec.filename}: {exc} ({_mb(got)} MB kept in {part.name}; run again to resume)")
+        kept = f"{_mb(got)} MB kept in {part.name}; run again to resume" if got else "nothing downloaded"
+        log(f"cannot download {spec.filename}: {exc} ({kept})")
         return None
     if not md5_of(part).startswith(spec.md5):
         part.unlink(missing_ok=True)
