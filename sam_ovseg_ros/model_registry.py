@@ -58,6 +58,15 @@ class Classification:
     embeddings: np.ndarray | None = None  # (N, E) unit CLIP crop embeddings per instance (mask_clip mode)
 
 
+def _take(masks, index):
+    """``masks[index]`` for host arrays and device tensors alike (a tensor takes its index on its device)."""
+    import torch
+
+    if isinstance(masks, torch.Tensor):
+        return masks[torch.as_tensor(index, device=masks.device)]
+    return masks[index]
+
+
 class Models:
     """A segmenter (``segmenter`` parameter: SEGMENTERS) and, unless it gives classes itself, OVSeg."""
 
@@ -100,8 +109,7 @@ class Models:
             if cfg.fusion.mode == "vote":
                 classes, scores = fusion.vote_vocabulary(labels, masks, n_names, n_vocab, boxes, order, runs)
             else:
-                picked = masks[torch.as_tensor(order, device=masks.device)] if isinstance(masks, torch.Tensor) \
-                    else masks[order]
+                picked = _take(masks, order)
                 feats = self.ovseg.mask_embeddings(rgb, picked)
                 probs = self.ovseg.classify_embeddings(feats, class_names).float().cpu().numpy()
                 embeddings = feats.cpu().numpy()
@@ -124,10 +132,7 @@ class Models:
 
     def embed(self, rgb: np.ndarray, masks, index: np.ndarray) -> np.ndarray:
         """(len(index), E) unit CLIP embeddings of the masked crops ``masks[index]`` (host or device masks)."""
-        import torch
-
-        picked = masks[torch.as_tensor(index, device=masks.device)] if isinstance(masks, torch.Tensor) \
-            else masks[index]
+        picked = _take(masks, index)
         with self._oom_guard("embed"):
             return self.ovseg.mask_embeddings(rgb, picked).cpu().numpy()
 

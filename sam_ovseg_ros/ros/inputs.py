@@ -222,8 +222,8 @@ class FrameInputs:
         vals = cfg.registration.depth_to_color
         if len(vals) == 7:
             tx, ty, tz, qx, qy, qz, qw = vals
-        elif self._wait_for_extrinsic() is not None:
-            t, q = self._extrinsic_msg.translation, self._extrinsic_msg.rotation
+        elif (msg := self._wait_for_extrinsic()) is not None:
+            t, q = msg.translation, msg.rotation
             tx, ty, tz, qx, qy, qz, qw = t.x, t.y, t.z, q.x, q.y, q.z, q.w
         else:
             if self.problems.throttle.ok("identity_extrinsic"):

@@ -160,8 +160,7 @@ class MapInterface:
         response.ids = ids.astype(np.uint32).tolist()
         response.scores = scores.tolist()
         response.class_names = [o.class_name for o in hits]
-        response.centroids = [messages.Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(o.centroid[2]))
-                              for o in hits]
+        response.centroids = [messages.point(o.centroid) for o in hits]
         response.success = True
         response.message = (f"{len(hits)} hits among {embedded} objects with an embedding ({len(listed)} on "
                             f"~/map/objects); text {1e3 * (t1 - t0):.1f} ms, search {1e3 * (time.perf_counter() - t1):.1f} ms")

@@ -1,7 +1,7 @@
 """The process's memory: what it holds (``process_memory``) and keeping it flat over hours (glibc tuning).
 
 Each frame allocates and frees hundreds of MB of arrays of many sizes from several threads (the worker,
-the publisher, the executor's two, the middleware's). glibc gives each thread that allocates at the same
+the publisher, the executor, the middleware's). glibc gives each thread that allocates at the same
 time as another its own arena, up to 8 per core, and keeps what is freed in that arena: the C heap's free
 part grows run after run of frames while the part in use stays flat, so the resident size creeps up
 (measured in bench/soak.py; docs/performance.md). ``limit_arenas`` caps the arenas at two before any other
@@ -16,11 +16,16 @@ import os
 M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 
 
-def _libc_function(name: str):
+def _libc_function(name: str, restype=None, argtypes=None):
+    """glibc's ``name`` with its C types set; None where the C library has no such function."""
     try:
-        return getattr(ctypes.CDLL(None), name)
+        fn = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
+    fn.restype = restype
+    if argtypes is not None:
+        fn.argtypes = argtypes
+    return fn
 
 
 class _MallInfo2(ctypes.Structure):
@@ -28,24 +33,8 @@ class _MallInfo2(ctypes.Structure):
                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _mallinfo2():
-    fn = _libc_function("mallinfo2")  # glibc >= 2.33
-    if fn is not None:
-        fn.restype = _MallInfo2
-    return fn
-
-
-_MALLINFO2 = _mallinfo2()
-
-
-def _malloc_trim():
-    fn = _libc_function("malloc_trim")
-    if fn is not None:
-        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-    return fn
-
-
-_MALLOC_TRIM = _malloc_trim()
+_MALLINFO2 = _libc_function("mallinfo2", _MallInfo2)  # glibc >= 2.33
+_MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int, [ctypes.c_size_t])
 
 
 def trim_heap() -> bool:
@@ -72,12 +61,12 @@ def process_memory() -> dict[str, float]:
 
 def arenas() -> int:
     """How many malloc arenas the process has (glibc ``malloc_info``; 0 elsewhere)."""
-    libc = _libc_function("open_memstream") and ctypes.CDLL(None)
-    if not libc:
+    open_memstream = _libc_function("open_memstream", ctypes.c_void_p)
+    if open_memstream is None:
         return 0
+    libc = ctypes.CDLL(None)
     buf, size = ctypes.c_void_p(), ctypes.c_size_t()
-    libc.open_memstream.restype = ctypes.c_void_p
-    fp = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+    fp = ctypes.c_void_p(open_memstream(ctypes.byref(buf), ctypes.byref(size)))
     libc.malloc_info(0, fp)
     libc.fclose(fp)
     text = ctypes.string_at(buf, size.value).decode()
@@ -91,8 +80,5 @@ def limit_arenas(n: int = 2) -> bool:
     limit once, when it first needs a new arena (importing torch is already too late: 3 arenas, not 2)."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    fn = _libc_function("mallopt")
-    if fn is None:
-        return False
-    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(fn(M_ARENA_MAX, n))
+    fn = _libc_function("mallopt", ctypes.c_int, [ctypes.c_int, ctypes.c_int])
+    return bool(fn(M_ARENA_MAX, n)) if fn is not None else False

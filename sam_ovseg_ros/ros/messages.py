@@ -171,6 +171,11 @@ def map_points(snap, header: Header) -> PointCloud2:
     return point_cloud(pts, header, dense=True)
 
 
+def point(v) -> Point:
+    """A geometry_msgs/Point of a 3-vector."""
+    return Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
 def map_objects(snap, header: Header):
     from sam_ovseg_ros.msg import Object, ObjectArray
 
@@ -178,10 +183,25 @@ def map_objects(snap, header: Header):
     return ObjectArray(header=header, objects=[Object(
         id=o.id, class_id=names.index(o.class_name) + 1 if o.class_name in names else 0, class_name=o.class_name,
         class_confidence=float(o.confidence), views=o.views, voxels=o.voxels,
-        centroid=Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(o.centroid[2])),
-        bbox_min=Point(x=float(o.bbox_min[0]), y=float(o.bbox_min[1]), z=float(o.bbox_min[2])),
-        bbox_max=Point(x=float(o.bbox_max[0]), y=float(o.bbox_max[1]), z=float(o.bbox_max[2])))
+        centroid=point(o.centroid), bbox_min=point(o.bbox_min), bbox_max=point(o.bbox_max))
         for o in snap.objects])
+
+
+def _box_and_label(o, header: Header, ns: str, mid: int, color: ColorRGBA, pad: float, label_ns: str, text: str,
+                   text_color: ColorRGBA, text_size: float, lift: float) -> list[Marker]:
+    """Map object ``o``: a box over its extent grown by ``pad`` (``ns``/boxes) and ``text`` ``lift`` above
+    its top (``ns``/``label_ns``), both with marker id ``mid``."""
+    lo, hi = o.bbox_min, o.bbox_max
+    box = Marker(header=header, ns=ns + "/boxes", id=mid, type=Marker.CUBE, action=Marker.ADD, color=color)
+    box.pose.position = Point(x=float(lo[0] + hi[0]) / 2, y=float(lo[1] + hi[1]) / 2, z=float(lo[2] + hi[2]) / 2)
+    box.pose.orientation.w = 1.0
+    box.scale.x, box.scale.y, box.scale.z = (float(h - low) + pad for h, low in zip(hi, lo))
+    label = Marker(header=header, ns=f"{ns}/{label_ns}", id=mid, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                   text=text, color=text_color)
+    label.pose.position = Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(hi[2]) + lift)
+    label.pose.orientation.w = 1.0
+    label.scale.z = text_size
+    return [box, label]
 
 
 def map_markers(snap, header: Header, ns: str, text_size: float) -> MarkerArray:
@@ -189,19 +209,9 @@ def map_markers(snap, header: Header, ns: str, text_size: float) -> MarkerArray:
     arr = [Marker(header=header, ns=ns, action=Marker.DELETEALL)]
     for o in snap.objects:
         r, g, b = (int(v) / 255.0 for v in colors_of(np.array([o.id]))[0])
-        lo, hi = o.bbox_min, o.bbox_max
-        box = Marker(header=header, ns=ns + "/boxes", id=o.id, type=Marker.CUBE, action=Marker.ADD,
-                     color=ColorRGBA(r=r, g=g, b=b, a=0.35))
-        box.pose.position = Point(x=float(lo[0] + hi[0]) / 2, y=float(lo[1] + hi[1]) / 2, z=float(lo[2] + hi[2]) / 2)
-        box.pose.orientation.w = 1.0
-        box.scale.x, box.scale.y, box.scale.z = (float(h - low) for h, low in zip(hi, lo))
-        text = Marker(header=header, ns=ns + "/names", id=o.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-                      text=f"{o.class_name or '?'} #{o.id}", color=ColorRGBA(r=max(r, 0.45), g=max(g, 0.45),
-                                                                            b=max(b, 0.45), a=1.0))
-        text.pose.position = Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(hi[2]) + text_size)
-        text.pose.orientation.w = 1.0
-        text.scale.z = text_size
-        arr += [box, text]
+        arr += _box_and_label(o, header, ns, o.id, ColorRGBA(r=r, g=g, b=b, a=0.35), 0.0, "names",
+                              f"{o.class_name or '?'} #{o.id}",
+                              ColorRGBA(r=max(r, 0.45), g=max(g, 0.45), b=max(b, 0.45), a=1.0), text_size, text_size)
     return MarkerArray(markers=arr)
 
 
@@ -209,17 +219,8 @@ def query_markers(hits, scores, text: str, header: Header, ns: str, text_size: f
     """A DELETEALL, then per hit of a map query a bright box over the object and "rank. text score" above it."""
     arr = [Marker(header=header, ns=ns, action=Marker.DELETEALL)]
     for rank, (o, s) in enumerate(zip(hits, scores)):
-        lo, hi = o.bbox_min, o.bbox_max
         shade = 1.0 - 0.6 * rank / max(len(hits), 1)  # the best hit brightest
-        box = Marker(header=header, ns=ns + "/boxes", id=rank, type=Marker.CUBE, action=Marker.ADD,
-                     color=ColorRGBA(r=1.0, g=0.85 * shade, b=0.0, a=0.6))
-        box.pose.position = Point(x=float(lo[0] + hi[0]) / 2, y=float(lo[1] + hi[1]) / 2, z=float(lo[2] + hi[2]) / 2)
-        box.pose.orientation.w = 1.0
-        box.scale.x, box.scale.y, box.scale.z = (float(h - low) + 0.02 for h, low in zip(hi, lo))
-        label = Marker(header=header, ns=ns + "/labels", id=rank, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-                       text=f"{rank + 1}. {text[:40]} {s:.2f} (#{o.id})", color=ColorRGBA(r=1.0, g=1.0, b=0.3, a=1.0))
-        label.pose.position = Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(hi[2]) + 2 * text_size)
-        label.pose.orientation.w = 1.0
-        label.scale.z = text_size
-        arr += [box, label]
+        arr += _box_and_label(o, header, ns, rank, ColorRGBA(r=1.0, g=0.85 * shade, b=0.0, a=0.6), 0.02, "labels",
+                              f"{rank + 1}. {text[:40]} {s:.2f} (#{o.id})", ColorRGBA(r=1.0, g=1.0, b=0.3, a=1.0),
+                              text_size, 2 * text_size)
     return MarkerArray(markers=arr)

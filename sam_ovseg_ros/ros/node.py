@@ -5,8 +5,8 @@ the ROS-free frame pipeline on a worker thread (core/frame_pipeline.py), the per
 their publisher thread (outputs.py), the map topics and services (map_io.py) and diagnostics.
 Frame inference never runs in an executor callback, nor does a map query's text encoding (map_io.py
 answers it on a thread of its own); the executor is single-threaded, as rclpy's multi-threaded one
-slows the worker (service_thread.py). Bad input is logged once per kind
-and period and skipped; the node keeps running.
+slows the worker (service_thread.py). Bad input is logged once per kind and period and skipped; the
+node keeps running.
 """
 # ruff: noqa: E402
 from __future__ import annotations
@@ -36,7 +36,7 @@ from sam_ovseg_ros.ros import messages
 from sam_ovseg_ros.ros.diagnostics import Diagnostics, NodeStats, Problems
 from sam_ovseg_ros.ros.inputs import FrameInputs
 from sam_ovseg_ros.ros.map_io import MapInterface
-from sam_ovseg_ros.ros.memory import limit_arenas, trim_heap
+from sam_ovseg_ros.ros.memory import trim_heap
 from sam_ovseg_ros.ros.outputs import FrameOutputs
 from sam_ovseg_ros.ros.params import NodeParameters
 
